@@ -1,0 +1,184 @@
+"""The `churn` command line: one subcommand per pipeline stage.
+
+Each subcommand is a thin entry point: it reads its section of params.yaml, opens inputs,
+calls the stage's core function and writes outputs. dvc.yaml calls these with explicit paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from pipeline.contract import DataContractError
+from pipeline.params import DEFAULT_PARAMS, ConfigError, as_of_timestamp, load_params, section
+from pipeline.sources import NameMapping, SourceError, open_source
+
+app = typer.Typer(
+    help="Churn prediction for B2B SaaS customer success: from raw account data to weekly "
+    "at-risk lists per CSM.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+log = logging.getLogger("pipeline")
+_console = Console(stderr=True)
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", help="The params file (one section per stage).")
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
+DEMO_MARKER = "DEMO_DISABLED.txt"
+
+
+@app.callback()
+def _setup(verbose: VerboseOption = False) -> None:
+    """Configure logging once, for every subcommand."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=_console, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=_console,
+        transient=True,
+        disable=not _console.is_terminal,
+    )
+
+
+def _fail(err: Exception) -> None:
+    _console.print(f"[bold red]error:[/] {err}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def simulate(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    raw_dir: Annotated[
+        Path, typer.Option(help="Where the demo's raw tables go (the default ingest source).")
+    ] = Path("data/raw/demo"),
+    truth_dir: Annotated[
+        Path, typer.Option(help="Ground truth for evaluation; never read by the pipeline.")
+    ] = Path("data/ground_truth"),
+    n_accounts: Annotated[
+        int | None, typer.Option(help="Override simulate.n_accounts from params.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Override base.seed from params.")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Generate even when ingest.source points at user data.")
+    ] = False,
+) -> None:
+    """Generate the demo B2B SaaS company (accounts, contracts, usage, tickets, ...).
+
+    When params name your own data as ingest.source, the demo is not generated (unless
+    --force), so `dvc repro` never mixes demo rows into a real run.
+    """
+    from pipeline.simulate import SimulationConfig, write_simulation
+
+    try:
+        params = load_params(params_path)
+        sim = dict(section(params, "simulate"))
+        source = str(section(params, "ingest").get("source", ""))
+        as_of = as_of_timestamp(params)
+    except ConfigError as err:
+        _fail(err)
+    if not force and Path(source).resolve() != raw_dir.resolve():
+        log.info("ingest.source is %s, not the demo directory: demo data not generated", source)
+        for target in (raw_dir, truth_dir):
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            (target / DEMO_MARKER).write_text(
+                f"Demo data not generated: ingest.source in params.yaml is {source}.\n"
+            )
+        return
+    known = {f.name for f in dataclasses.fields(SimulationConfig)}
+    unknown = sorted(set(sim) - known)
+    if unknown:
+        _fail(ConfigError(f"simulate section has unknown keys {unknown}; known: {sorted(known)}"))
+    sim["as_of_date"] = as_of.date()
+    sim["seed"] = seed if seed is not None else params.get("base", {}).get("seed", 0)
+    if n_accounts is not None:
+        sim["n_accounts"] = n_accounts
+    if "start_date" in sim:
+        sim["start_date"] = _to_date(sim["start_date"])
+    config = SimulationConfig(**sim)
+    counts = write_simulation(config, raw_dir, truth_dir, progress=_console.is_terminal)
+    for table, rows in counts.items():
+        log.info("%-16s %12s rows", table, f"{rows:,}")
+
+
+def _to_date(value):
+    import pandas as pd
+
+    return pd.Timestamp(str(value)).date()
+
+
+@app.command()
+def ingest(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Override ingest.source: a directory, duckdb:///file.db or a postgresql:// URL."
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Output directory for validated tables and the report.")
+    ] = Path("data/interim"),
+) -> None:
+    """Validate raw tables against the data contract into typed Parquet tables.
+
+    Rows that break a rule are quarantined with a reason; a table that breaks the contract as a
+    whole stops the run with an error naming table, column and example rows.
+    """
+    from pipeline.ingest import REPORT_NAME, ingest_source
+
+    try:
+        params = load_params(params_path)
+        cfg = section(params, "ingest")
+        as_of = as_of_timestamp(params)
+        mapping = NameMapping(
+            tables=cfg.get("table_map") or {}, columns=cfg.get("column_map") or {}
+        )
+        src = open_source(source or cfg["source"], mapping=mapping, schema=cfg.get("schema"))
+        with _progress() as progress:
+            report = ingest_source(
+                src,
+                out,
+                as_of=as_of,
+                naive_timezone=cfg.get("naive_timezone"),
+                batch_rows=int(cfg.get("batch_rows", 1_000_000)),
+                progress=progress,
+            )
+    except (ConfigError, SourceError, DataContractError) as err:
+        _fail(err)
+    log.info(
+        "ingested %s rows: %s accepted, %s quarantined (report: %s)",
+        f"{report['rows_read']:,}",
+        f"{report['rows_accepted']:,}",
+        f"{report['rows_quarantined']:,}",
+        out / REPORT_NAME,
+    )
+    if report["tables_unavailable"]:
+        log.warning("optional tables unavailable: %s", ", ".join(report["tables_unavailable"]))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="churn", args=sys.argv[1:])

@@ -1,0 +1,437 @@
+"""The B2B data contract: which tables the pipeline reads, their columns, types and rules.
+
+Everything that checks, normalises or documents input data is driven from the specs in this
+module, so the contract is written down exactly once. `docs/data-contract.md` explains it for
+people; `pipeline.validate` enforces it (with pandera for the value checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+
+ColumnKind = Literal["id", "text", "category", "timestamp", "date", "float", "int", "bool"]
+
+
+class DataContractError(ValueError):
+    """The input as a whole breaks the contract (missing table or column, wrong type).
+
+    The message names the table, the column and a few example rows, because the person who
+    reads it has to find the problem in their own export.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        column: str | None,
+        problem: str,
+        examples: pd.DataFrame | None = None,
+    ) -> None:
+        self.table = table
+        self.column = column
+        self.problem = problem
+        where = f"table '{table}'" + (f", column '{column}'" if column else "")
+        message = f"{where}: {problem}"
+        if examples is not None and len(examples):
+            shown = examples.head(5).to_string(max_colwidth=40)
+            message += f"\nexample rows:\n{shown}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a contract table.
+
+    `required` says whether the column must be present in the input; an optional column that
+    is missing is added with `default`. `nullable` says whether a present column may hold
+    missing values in a row.
+    """
+
+    name: str
+    kind: ColumnKind
+    description: str
+    required: bool = True
+    nullable: bool = False
+    allowed: tuple[str, ...] | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    default: object = None
+    # Columns bounded by the data's as-of date; a scheduled date (contract end) is not.
+    before_as_of: bool = True
+    # Columns that must not precede the account's created_at (the account did not exist yet).
+    after_account_created: bool = False
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """Rows whose `columns` have no match in `ref_table.ref_columns` are orphans."""
+
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A rule across columns; `valid` returns a boolean mask of rows that satisfy it."""
+
+    code: str
+    description: str
+    valid: Callable[[pd.DataFrame], pd.Series]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table of the contract."""
+
+    name: str
+    description: str
+    columns: tuple[ColumnSpec, ...]
+    required: bool = False
+    primary_key: tuple[str, ...] | None = None
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    row_rules: tuple[RowRule, ...] = field(default_factory=tuple)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ColumnSpec:
+        for spec in self.columns:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"table '{self.name}' has no column '{name}' in the contract")
+
+
+def _later_or_missing(later: str, earlier: str) -> Callable[[pd.DataFrame], pd.Series]:
+    def valid(df: pd.DataFrame) -> pd.Series:
+        return (df[later].isna() | df[earlier].isna() | (df[later] >= df[earlier])).astype(bool)
+
+    return valid
+
+
+def _strictly_later(later: str, earlier: str) -> Callable[[pd.DataFrame], pd.Series]:
+    # A missing value is reported by its own column's check, not again by the rule.
+    def valid(df: pd.DataFrame) -> pd.Series:
+        return (df[later].isna() | df[earlier].isna() | (df[later] > df[earlier])).astype(bool)
+
+    return valid
+
+
+SEGMENTS = ("smb", "mid_market", "enterprise")
+USER_ROLES = ("admin", "member", "viewer")
+TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
+TOUCHPOINT_KINDS = ("call", "meeting", "qbr", "exec_sponsor")
+
+_ACCOUNT_FK = ForeignKey(("account_id",), "accounts", ("account_id",))
+_USER_FK = ForeignKey(("user_id", "account_id"), "users", ("user_id", "account_id"))
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            name="csms",
+            description="Customer success managers, who receive the weekly lists.",
+            columns=(
+                ColumnSpec("csm_id", "id", "Unique id of the CSM."),
+                ColumnSpec("name", "text", "Display name."),
+                ColumnSpec("email", "text", "Where the weekly list is delivered."),
+            ),
+            primary_key=("csm_id",),
+        ),
+        TableSpec(
+            name="accounts",
+            description="Customer accounts (one company that buys the product).",
+            required=True,
+            columns=(
+                ColumnSpec("account_id", "id", "Unique id of the account."),
+                ColumnSpec("account_name", "text", "Company name shown to CSMs."),
+                ColumnSpec("segment", "category", "Customer segment.", allowed=SEGMENTS),
+                ColumnSpec("industry", "text", "Industry.", nullable=True),
+                ColumnSpec("region", "text", "Sales region.", nullable=True),
+                ColumnSpec("created_at", "timestamp", "When the account became a customer."),
+                ColumnSpec("csm_id", "id", "The CSM who owns the account.", nullable=True),
+            ),
+            primary_key=("account_id",),
+            foreign_keys=(ForeignKey(("csm_id",), "csms", ("csm_id",)),),
+        ),
+        TableSpec(
+            name="contracts",
+            description=(
+                "Contract terms. A following contract of the same account that starts within "
+                "the renewal grace period is a renewal; a term that ends without one is churn."
+            ),
+            required=True,
+            columns=(
+                ColumnSpec("contract_id", "id", "Unique id of the contract term."),
+                ColumnSpec("account_id", "id", "The account."),
+                ColumnSpec(
+                    "start_date", "date", "First day of the term.", after_account_created=True
+                ),
+                ColumnSpec(
+                    "end_date",
+                    "date",
+                    "Scheduled end of the term (exclusive): the renewal date.",
+                    before_as_of=False,
+                ),
+                ColumnSpec("arr", "float", "Annual recurring revenue of the term.", min_value=0),
+                ColumnSpec("seats", "int", "Purchased seats.", min_value=0),
+                ColumnSpec("plan", "text", "Plan or edition.", nullable=True),
+            ),
+            primary_key=("contract_id",),
+            foreign_keys=(_ACCOUNT_FK,),
+            row_rules=(
+                RowRule(
+                    "end_before_start",
+                    "end_date must be after start_date",
+                    _strictly_later("end_date", "start_date"),
+                ),
+            ),
+        ),
+        TableSpec(
+            name="users",
+            description="People at the customer who have a login.",
+            columns=(
+                ColumnSpec("user_id", "id", "Unique id of the user."),
+                ColumnSpec("account_id", "id", "The account the user belongs to."),
+                ColumnSpec(
+                    "created_at",
+                    "timestamp",
+                    "When the login was created.",
+                    after_account_created=True,
+                ),
+                ColumnSpec(
+                    "role", "category", "Role in the product.", allowed=USER_ROLES, nullable=True
+                ),
+                ColumnSpec(
+                    "deactivated_at",
+                    "timestamp",
+                    "When the login was removed; empty while active.",
+                    required=False,
+                    nullable=True,
+                ),
+            ),
+            primary_key=("user_id",),
+            foreign_keys=(_ACCOUNT_FK,),
+            row_rules=(
+                RowRule(
+                    "deactivated_before_created",
+                    "deactivated_at must not precede created_at",
+                    _later_or_missing("deactivated_at", "created_at"),
+                ),
+            ),
+        ),
+        TableSpec(
+            name="usage_events",
+            description=(
+                "Product usage. One row per event, or pre-aggregated (e.g. per user, day and "
+                "module) with the number of events in `count`."
+            ),
+            required=True,
+            columns=(
+                ColumnSpec("account_id", "id", "The account."),
+                ColumnSpec("user_id", "id", "The user; empty for system events.", nullable=True),
+                ColumnSpec(
+                    "occurred_at", "timestamp", "When it happened.", after_account_created=True
+                ),
+                ColumnSpec("module", "category", "Product module used."),
+                ColumnSpec("event_type", "category", "Kind of event.", nullable=True),
+                ColumnSpec(
+                    "count",
+                    "int",
+                    "Number of events the row stands for (1 when absent).",
+                    required=False,
+                    default=1,
+                    min_value=1,
+                ),
+            ),
+            foreign_keys=(_ACCOUNT_FK, _USER_FK),
+        ),
+        TableSpec(
+            name="trainings",
+            description="Course enrolments and completions of users (enablement).",
+            columns=(
+                ColumnSpec("user_id", "id", "The trained user."),
+                ColumnSpec("account_id", "id", "The user's account."),
+                ColumnSpec("course_id", "id", "The course."),
+                ColumnSpec(
+                    "enrolled_at",
+                    "timestamp",
+                    "When the user enrolled.",
+                    after_account_created=True,
+                ),
+                ColumnSpec(
+                    "completed_at", "timestamp", "When completed; empty if not.", nullable=True
+                ),
+                ColumnSpec(
+                    "score",
+                    "float",
+                    "Assessment score 0-100; empty if not assessed.",
+                    nullable=True,
+                    min_value=0,
+                    max_value=100,
+                ),
+            ),
+            foreign_keys=(_ACCOUNT_FK, _USER_FK),
+            row_rules=(
+                RowRule(
+                    "completed_before_enrolled",
+                    "completed_at must not precede enrolled_at",
+                    _later_or_missing("completed_at", "enrolled_at"),
+                ),
+            ),
+        ),
+        TableSpec(
+            name="support_tickets",
+            description="Support tickets with their contracted SLA targets.",
+            columns=(
+                ColumnSpec("ticket_id", "id", "Unique id of the ticket."),
+                ColumnSpec("account_id", "id", "The account."),
+                ColumnSpec("priority", "category", "Priority.", allowed=TICKET_PRIORITIES),
+                ColumnSpec(
+                    "opened_at", "timestamp", "When it was opened.", after_account_created=True
+                ),
+                ColumnSpec(
+                    "first_response_at",
+                    "timestamp",
+                    "First response; empty if none yet.",
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "resolved_at", "timestamp", "Resolution; empty while open.", nullable=True
+                ),
+                ColumnSpec(
+                    "sla_first_response_hours",
+                    "float",
+                    "Contracted first-response target in hours.",
+                    min_value=0,
+                ),
+                ColumnSpec(
+                    "sla_resolution_hours",
+                    "float",
+                    "Contracted resolution target in hours.",
+                    min_value=0,
+                ),
+                ColumnSpec("escalated", "bool", "Escalated to management or engineering."),
+            ),
+            primary_key=("ticket_id",),
+            foreign_keys=(_ACCOUNT_FK,),
+            row_rules=(
+                RowRule(
+                    "response_before_open",
+                    "first_response_at must not precede opened_at",
+                    _later_or_missing("first_response_at", "opened_at"),
+                ),
+                RowRule(
+                    "resolved_before_open",
+                    "resolved_at must not precede opened_at",
+                    _later_or_missing("resolved_at", "opened_at"),
+                ),
+            ),
+        ),
+        TableSpec(
+            name="nps_responses",
+            description="Net Promoter Score survey answers.",
+            columns=(
+                ColumnSpec("account_id", "id", "The account."),
+                ColumnSpec("user_id", "id", "Who answered; empty if anonymous.", nullable=True),
+                ColumnSpec(
+                    "responded_at", "timestamp", "When they answered.", after_account_created=True
+                ),
+                ColumnSpec("score", "int", "NPS answer 0-10.", min_value=0, max_value=10),
+            ),
+            foreign_keys=(_ACCOUNT_FK,),
+        ),
+        TableSpec(
+            name="csm_touchpoints",
+            description="Meetings and calls between the CSM and the account.",
+            columns=(
+                ColumnSpec("account_id", "id", "The account."),
+                ColumnSpec(
+                    "occurred_at", "timestamp", "When it took place.", after_account_created=True
+                ),
+                ColumnSpec("kind", "category", "Kind of contact.", allowed=TOUCHPOINT_KINDS),
+            ),
+            foreign_keys=(_ACCOUNT_FK,),
+        ),
+    )
+}
+
+# Referenced tables come before the tables that reference them.
+TABLE_ORDER: tuple[str, ...] = (
+    "csms",
+    "accounts",
+    "contracts",
+    "users",
+    "usage_events",
+    "trainings",
+    "support_tickets",
+    "nps_responses",
+    "csm_touchpoints",
+)
+REQUIRED_TABLES: tuple[str, ...] = tuple(n for n in TABLE_ORDER if TABLES[n].required)
+STREAMED_TABLES: frozenset[str] = frozenset({"usage_events"})
+
+_PANDAS_DTYPES: dict[str, str] = {
+    "id": "string",
+    "text": "string",
+    "category": "string",
+    "timestamp": "datetime64[us, UTC]",
+    "date": "datetime64[s]",
+    "float": "float64",
+    "int": "Int64",
+    "bool": "boolean",
+}
+
+_ARROW_TYPES: dict[str, pa_arrow.DataType] = {
+    "id": pa_arrow.string(),
+    "text": pa_arrow.string(),
+    "category": pa_arrow.string(),
+    "timestamp": pa_arrow.timestamp("us", tz="UTC"),
+    "date": pa_arrow.date32(),
+    "float": pa_arrow.float64(),
+    "int": pa_arrow.int64(),
+    "bool": pa_arrow.bool_(),
+}
+
+
+def pandas_dtype(kind: ColumnKind) -> str:
+    """The in-memory pandas dtype of a normalised column of this kind."""
+    return _PANDAS_DTYPES[kind]
+
+
+def arrow_schema(spec: TableSpec) -> pa_arrow.Schema:
+    """The Parquet schema of a normalised table, so interim files are typed identically."""
+    return pa_arrow.schema(
+        [pa_arrow.field(c.name, _ARROW_TYPES[c.kind], nullable=c.nullable) for c in spec.columns]
+    )
+
+
+def pandera_schema(spec: TableSpec) -> pa.DataFrameSchema:
+    """The pandera schema of a normalised table: dtypes, nullability, allowed values, ranges.
+
+    Row-level failures of this schema are quarantined; the accepted rows are validated against
+    it again before they are written, so an interim table always satisfies it.
+    """
+    columns = {}
+    for col in spec.columns:
+        checks = []
+        if col.allowed is not None:
+            checks.append(pa.Check.isin(list(col.allowed)))
+        if col.min_value is not None:
+            checks.append(pa.Check.ge(col.min_value))
+        if col.max_value is not None:
+            checks.append(pa.Check.le(col.max_value))
+        columns[col.name] = pa.Column(
+            pandas_dtype(col.kind),
+            checks=checks,
+            nullable=col.nullable,
+            required=True,
+            coerce=False,
+        )
+    return pa.DataFrameSchema(columns, strict=True, ordered=True, name=spec.name)

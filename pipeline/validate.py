@@ -1,0 +1,469 @@
+"""Pure validation and normalisation of one input table against the data contract.
+
+A problem with the table as a whole (a missing column, a column of the wrong type) raises
+`DataContractError`. A problem with single rows quarantines those rows with reason codes, so a
+user's pipeline keeps running on the good rows and nothing is lost silently: every row read is
+either accepted or quarantined. The reason codes are listed in `docs/data-contract.md`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from pipeline.contract import (
+    ColumnSpec,
+    DataContractError,
+    TableSpec,
+    pandas_dtype,
+    pandera_schema,
+)
+
+SOURCE_ROW = "_source_row"
+REASON = "_reason"
+
+# A time of day followed by a UTC offset or Z: only then does a string carry its time zone.
+# (A bare date such as 2024-01-01 ends in "-01", which is not an offset.)
+_HAS_OFFSET = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.I)
+# pandera names its failed checks by the check function; ours name the rule that was broken.
+_PANDERA_CHECK_CODES = {
+    "not_nullable": "missing_value",
+    "isin": "allowed_values",
+    "greater_than_or_equal_to": "below_minimum",
+    "less_than_or_equal_to": "above_maximum",
+}
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0"})
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What validating one table needs to know about the data as a whole.
+
+    `keys` holds the accepted key columns of tables validated earlier (for foreign keys);
+    `account_created` maps account_id to the account's created_at (UTC).
+    """
+
+    as_of: pd.Timestamp
+    keys: dict[str, pd.DataFrame] = field(default_factory=dict)
+    account_created: pd.Series | None = None
+    naive_timezone: str | None = None
+
+
+@dataclass
+class TableResult:
+    """Accepted rows (typed, normalised) and quarantined rows (raw values plus reasons)."""
+
+    accepted: pd.DataFrame
+    quarantined: pd.DataFrame
+    reason_counts: Counter[str]
+    ignored_columns: list[str]
+    defaulted_columns: list[str]
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.accepted) + len(self.quarantined)
+
+
+class _Reasons:
+    """Collects reason codes per row position, in the order they were found."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows = n_rows
+        self.masks: dict[str, np.ndarray] = {}
+
+    def add(self, code: str, mask: pd.Series | np.ndarray) -> None:
+        arr = np.asarray(mask, dtype=bool)
+        if not arr.any():
+            return
+        if code in self.masks:
+            self.masks[code] = self.masks[code] | arr
+        else:
+            self.masks[code] = arr
+
+    def any(self) -> np.ndarray:
+        out = np.zeros(self.n_rows, dtype=bool)
+        for mask in self.masks.values():
+            out |= mask
+        return out
+
+    def labels(self, positions: np.ndarray) -> list[str]:
+        parts: list[list[str]] = [[] for _ in range(len(positions))]
+        for code, mask in self.masks.items():
+            for i, hit in enumerate(mask[positions]):
+                if hit:
+                    parts[i].append(code)
+        return ["; ".join(p) for p in parts]
+
+    def counts(self) -> Counter[str]:
+        return Counter({code: int(mask.sum()) for code, mask in self.masks.items()})
+
+
+def _examples(raw: pd.DataFrame, mask: np.ndarray | pd.Series, columns: list[str]) -> pd.DataFrame:
+    return raw.loc[np.asarray(mask, dtype=bool), columns].head(5)
+
+
+def _blank_to_na(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip()
+    return text.mask(text == "", pd.NA)
+
+
+def _parse_ids(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_float_dtype(values.dtype):
+        # Integer ids that went through a float column (NaN forces float) print as "12.0".
+        finite = values.dropna()
+        if len(finite) and (finite == np.floor(finite)).all():
+            values = values.astype("Int64")
+    return _blank_to_na(values)
+
+
+def _normalise_category(values: pd.Series) -> pd.Series:
+    text = _blank_to_na(values).str.lower()
+    return text.str.replace(r"[\s\-]+", "_", regex=True)
+
+
+def _parse_timestamps(
+    values: pd.Series, spec: TableSpec, col: ColumnSpec, naive_timezone: str | None, raw
+) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Parse to UTC; returns (parsed, unparseable mask, missing-time-zone mask)."""
+    n = len(values)
+    none = np.zeros(n, dtype=bool)
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").astype(pandas_dtype("timestamp")), none, none
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return _localise_naive(values, spec, col, naive_timezone, raw), none, none
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        raise DataContractError(
+            spec.name,
+            col.name,
+            f"expected timestamps but the column holds {dtype} values (convert them to ISO 8601 "
+            "timestamps with a UTC offset, e.g. 2024-05-01T09:30:00Z)",
+            raw[[col.name]].head(5),
+        )
+    text = _blank_to_na(values)
+    present = text.notna().to_numpy()
+    aware = text.str.contains(_HAS_OFFSET, na=False).to_numpy()
+    naive = present & ~aware
+    parsed = pd.Series(pd.NaT, index=values.index, dtype=pandas_dtype("timestamp"))
+    if aware.any():
+        parsed[aware] = pd.to_datetime(
+            text[aware], utc=True, format="ISO8601", errors="coerce"
+        ).astype(pandas_dtype("timestamp"))
+    missing_tz = none
+    if naive.any():
+        naive_parsed = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
+        if naive_timezone is not None:
+            parsed[naive] = _localise_naive(naive_parsed, spec, col, naive_timezone, raw)
+        elif not aware.any():
+            raise DataContractError(
+                spec.name,
+                col.name,
+                "timestamps carry no time zone; add a UTC offset to the data (e.g. "
+                "2024-05-01T09:30:00Z) or set ingest.naive_timezone in params.yaml to the zone "
+                "they were recorded in",
+                raw.loc[naive, [col.name]].head(5),
+            )
+        else:
+            # Mixed: most values say their zone, these do not; guessing would shift them.
+            missing_tz = naive & naive_parsed.reindex(values.index).notna().to_numpy()
+    unparseable = present & parsed.isna().to_numpy() & ~missing_tz
+    if present.any() and unparseable.sum() == present.sum():
+        raise DataContractError(
+            spec.name,
+            col.name,
+            "no value could be read as a timestamp (expected ISO 8601 such as "
+            "2024-05-01T09:30:00Z)",
+            raw.loc[present, [col.name]].head(5),
+        )
+    return parsed, unparseable, missing_tz
+
+
+def _localise_naive(
+    values: pd.Series, spec: TableSpec, col: ColumnSpec, naive_timezone: str | None, raw
+) -> pd.Series:
+    if naive_timezone is None:
+        raise DataContractError(
+            spec.name,
+            col.name,
+            "timestamps carry no time zone; store them with a time zone or set "
+            "ingest.naive_timezone in params.yaml to the zone they were recorded in",
+            raw[[col.name]].head(5),
+        )
+    localised = values.dt.tz_localize(naive_timezone, ambiguous="NaT", nonexistent="NaT")
+    return localised.dt.tz_convert("UTC").astype(pandas_dtype("timestamp"))
+
+
+def _parse_dates(
+    values: pd.Series, spec: TableSpec, col: ColumnSpec, raw
+) -> tuple[pd.Series, np.ndarray]:
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        parsed = values
+    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        raise DataContractError(
+            spec.name,
+            col.name,
+            f"expected dates but the column holds {dtype} values (use ISO 8601, e.g. 2024-05-01)",
+            raw[[col.name]].head(5),
+        )
+    else:
+        text = _blank_to_na(values)
+        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+        parsed = parsed.dt.tz_localize(None)
+    parsed = parsed.dt.floor("D").astype(pandas_dtype("date"))
+    present = values.notna().to_numpy()
+    if not isinstance(dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(dtype):
+        present = _blank_to_na(values).notna().to_numpy()
+    unparseable = present & parsed.isna().to_numpy()
+    if present.any() and unparseable.sum() == present.sum():
+        raise DataContractError(
+            spec.name,
+            col.name,
+            "no value could be read as a date (expected ISO 8601 such as 2024-05-01)",
+            raw.loc[present, [col.name]].head(5),
+        )
+    return parsed, unparseable
+
+
+def _parse_numbers(
+    values: pd.Series, spec: TableSpec, col: ColumnSpec, raw
+) -> tuple[pd.Series, np.ndarray]:
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise DataContractError(
+            spec.name,
+            col.name,
+            "expected numbers but the column holds booleans",
+            raw[[col.name]].head(5),
+        )
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        numbers = values.astype("float64")
+        present = values.notna().to_numpy()
+    else:
+        text = _blank_to_na(values)
+        present = text.notna().to_numpy()
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = present & numbers.isna().to_numpy()
+    if col.kind == "int":
+        finite = numbers.notna().to_numpy()
+        frac = np.zeros(len(numbers), dtype=bool)
+        frac[finite] = numbers.to_numpy()[finite] != np.floor(numbers.to_numpy()[finite])
+        bad = bad | frac
+        numbers = numbers.mask(frac)
+    if present.any() and bad.sum() == present.sum():
+        raise DataContractError(
+            spec.name,
+            col.name,
+            f"expected {'whole numbers' if col.kind == 'int' else 'numbers'} but no value "
+            "could be read as one",
+            raw.loc[present, [col.name]].head(5),
+        )
+    typed = (
+        numbers.astype(pandas_dtype(col.kind))
+        if col.kind == "float"
+        else (numbers.round().astype(pandas_dtype("int")))
+    )
+    return typed, bad
+
+
+def _parse_bools(
+    values: pd.Series, spec: TableSpec, col: ColumnSpec, raw
+) -> tuple[pd.Series, np.ndarray]:
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype(pandas_dtype("bool")), np.zeros(len(values), dtype=bool)
+    text = _blank_to_na(values).str.lower()
+    text = text.str.replace(r"\.0$", "", regex=True)
+    parsed = pd.Series(pd.NA, index=values.index, dtype=pandas_dtype("bool"))
+    parsed[text.isin(_TRUE).fillna(False).to_numpy(dtype=bool)] = True
+    parsed[text.isin(_FALSE).fillna(False).to_numpy(dtype=bool)] = False
+    present = text.notna().to_numpy()
+    bad = present & parsed.isna().to_numpy()
+    if present.any() and bad.sum() == present.sum():
+        raise DataContractError(
+            spec.name,
+            col.name,
+            "expected true/false values but none could be read as one",
+            raw.loc[present, [col.name]].head(5),
+        )
+    return parsed, bad
+
+
+def _coerce_column(
+    raw: pd.DataFrame, spec: TableSpec, col: ColumnSpec, reasons: _Reasons, naive_timezone
+) -> pd.Series:
+    values = raw[col.name]
+    if col.kind in ("id", "text"):
+        return _parse_ids(values) if col.kind == "id" else _blank_to_na(values)
+    if col.kind == "category":
+        return _normalise_category(values)
+    if col.kind == "timestamp":
+        parsed, bad, missing_tz = _parse_timestamps(values, spec, col, naive_timezone, raw)
+        reasons.add(f"unparseable_timestamp:{col.name}", bad)
+        reasons.add(f"missing_timezone:{col.name}", missing_tz)
+        return parsed
+    if col.kind == "date":
+        parsed, bad = _parse_dates(values, spec, col, raw)
+        reasons.add(f"unparseable_date:{col.name}", bad)
+        return parsed
+    if col.kind in ("float", "int"):
+        parsed, bad = _parse_numbers(values, spec, col, raw)
+        reasons.add(f"unparseable_number:{col.name}", bad)
+        return parsed
+    parsed, bad = _parse_bools(values, spec, col, raw)
+    reasons.add(f"unparseable_bool:{col.name}", bad)
+    return parsed
+
+
+def _pandera_reasons(typed: pd.DataFrame, spec: TableSpec, reasons: _Reasons, skip) -> None:
+    """Run the contract's pandera checks and turn row-level failures into reason codes."""
+    candidates = typed.loc[~skip]
+    try:
+        pandera_schema(spec).validate(candidates, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        row_cases = cases[cases["index"].notna()]
+        whole = cases[cases["index"].isna()]
+        if len(whole):
+            first = whole.iloc[0]
+            raise DataContractError(
+                spec.name, str(first["column"]), f"failed check {first['check']}"
+            ) from err
+        position = pd.Series(np.arange(len(typed)), index=typed.index)
+        for (column, check), group in row_cases.groupby(["column", "check"], sort=True):
+            code = f"{_PANDERA_CHECK_CODES.get(str(check).split('(')[0], str(check))}:{column}"
+            mask = np.zeros(len(typed), dtype=bool)
+            mask[position.loc[group["index"].to_numpy()].to_numpy()] = True
+            reasons.add(code, mask)
+
+
+def _key_index(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Index:
+    if len(columns) == 1:
+        return pd.Index(frame[columns[0]])
+    return pd.MultiIndex.from_frame(frame[list(columns)])
+
+
+def _relational_reasons(
+    typed: pd.DataFrame, spec: TableSpec, context: ValidationContext, reasons: _Reasons
+) -> None:
+    for fk in spec.foreign_keys:
+        ref = context.keys.get(fk.ref_table)
+        if ref is None:
+            continue  # the referenced table is optional and absent: nothing to check against
+        present = typed[list(fk.columns)].notna().all(axis=1).to_numpy()
+        if not present.any():
+            continue
+        found = _key_index(typed, fk.columns).isin(_key_index(ref, fk.ref_columns))
+        reasons.add(f"orphan:{'+'.join(fk.columns)}->{fk.ref_table}", present & ~found)
+
+    as_of_date = context.as_of.tz_convert("UTC").tz_localize(None).floor("D")
+    created = None
+    if context.account_created is not None and "account_id" in typed:
+        created = typed["account_id"].map(context.account_created)
+    for col in spec.columns:
+        values = typed[col.name]
+        if col.kind == "timestamp":
+            if col.before_as_of:
+                reasons.add(f"after_as_of:{col.name}", (values >= context.as_of).fillna(False))
+            if col.after_account_created and created is not None:
+                reasons.add(f"before_account_created:{col.name}", (values < created).fillna(False))
+        elif col.kind == "date":
+            if col.before_as_of:
+                reasons.add(f"after_as_of:{col.name}", (values > as_of_date).fillna(False))
+            if col.after_account_created and created is not None:
+                created_day = created.dt.tz_localize(None).dt.floor("D")
+                reasons.add(
+                    f"before_account_created:{col.name}",
+                    (values < created_day).fillna(False),
+                )
+
+
+def _duplicate_reasons(typed: pd.DataFrame, spec: TableSpec, reasons: _Reasons) -> None:
+    """Exact duplicate rows keep their first copy; rows that disagree under one key all go.
+
+    When two rows claim the same key with different values we cannot know which is right,
+    so neither is trusted.
+    """
+    if spec.primary_key is None:
+        return
+    key = list(spec.primary_key)
+    ok = ~reasons.any()
+    candidates = typed.loc[ok]
+    dup_key = candidates.duplicated(key, keep=False)
+    if not dup_key.any():
+        return
+    exact_repeat = candidates.duplicated(keep="first")
+    n_versions = candidates.loc[dup_key].drop_duplicates().groupby(key, dropna=False).size()
+    conflicting_keys = n_versions[n_versions > 1].index
+    conflicting = _key_index(candidates, spec.primary_key).isin(conflicting_keys)
+    mask_conflict = np.zeros(len(typed), dtype=bool)
+    mask_conflict[np.flatnonzero(ok)] = np.asarray(conflicting) & dup_key.to_numpy()
+    mask_repeat = np.zeros(len(typed), dtype=bool)
+    mask_repeat[np.flatnonzero(ok)] = exact_repeat.to_numpy() & ~np.asarray(conflicting)
+    reasons.add(f"conflicting_duplicate_key:{'+'.join(key)}", mask_conflict)
+    reasons.add(f"duplicate_row:{'+'.join(key)}", mask_repeat)
+
+
+def validate_table(
+    raw: pd.DataFrame,
+    spec: TableSpec,
+    context: ValidationContext,
+    *,
+    first_row: int = 0,
+) -> TableResult:
+    """Split one raw table (or one chunk of it) into accepted and quarantined rows.
+
+    `raw` must already use the contract's column names (see `pipeline.sources` for mapping).
+    `first_row` numbers the rows of a chunk within the whole table, so a quarantined row can be
+    found in the source.
+    """
+    missing = [c.name for c in spec.columns if c.required and c.name not in raw.columns]
+    if missing:
+        raise DataContractError(
+            spec.name,
+            missing[0],
+            f"required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing; "
+            f"the table has: {', '.join(map(str, raw.columns))}. Map your own column names "
+            "with ingest.column_map in params.yaml",
+            raw.head(5),
+        )
+    raw = raw.reset_index(drop=True)
+    ignored = [str(c) for c in raw.columns if c not in spec.column_names]
+    defaulted = [c.name for c in spec.columns if c.name not in raw.columns]
+    raw = raw.assign(**{name: spec.column(name).default for name in defaulted})
+
+    reasons = _Reasons(len(raw))
+    typed = pd.DataFrame(
+        {
+            col.name: _coerce_column(raw, spec, col, reasons, context.naive_timezone)
+            for col in spec.columns
+        },
+        index=raw.index,
+    )
+    _pandera_reasons(typed, spec, reasons, skip=reasons.any())
+    for rule in spec.row_rules:
+        reasons.add(rule.code, ~rule.valid(typed).to_numpy(dtype=bool))
+    _relational_reasons(typed, spec, context, reasons)
+    _duplicate_reasons(typed, spec, reasons)
+
+    bad = reasons.any()
+    accepted = typed.loc[~bad].reset_index(drop=True)
+    pandera_schema(spec).validate(accepted)  # invariant: what we accept meets the contract
+    positions = np.flatnonzero(bad)
+    quarantined = raw.loc[bad, spec.column_names + ignored].astype("string")
+    quarantined = quarantined.reset_index(drop=True).assign(
+        **{SOURCE_ROW: positions + first_row, REASON: reasons.labels(positions)}
+    )
+    return TableResult(
+        accepted=accepted,
+        quarantined=quarantined,
+        reason_counts=reasons.counts(),
+        ignored_columns=ignored,
+        defaulted_columns=defaulted,
+    )

@@ -1,0 +1,133 @@
+"""Shared fixtures: a tiny, valid raw dataset in the contract's shape, as text like a CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
+
+
+def tiny_raw_tables() -> dict[str, pd.DataFrame]:
+    """Two CSMs, three accounts and a little of everything, all valid."""
+    return {
+        "csms": pd.DataFrame(
+            {
+                "csm_id": ["CSM1", "CSM2"],
+                "name": ["Ada Lovelace", "Grace Hopper"],
+                "email": ["ada@example.com", "grace@example.com"],
+            }
+        ),
+        "accounts": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2", "A3"],
+                "account_name": ["Acme", "Globex", "Initech"],
+                "segment": ["smb", "mid_market", "enterprise"],
+                "industry": ["retail", "software", "finance"],
+                "region": ["emea", "na", "na"],
+                "created_at": [
+                    "2024-01-10T09:00:00Z",
+                    "2024-02-01T00:00:00+01:00",
+                    "2024-03-15T12:30:00Z",
+                ],
+                "csm_id": ["CSM1", "CSM1", "CSM2"],
+            }
+        ),
+        "contracts": pd.DataFrame(
+            {
+                "contract_id": ["K1", "K2", "K3", "K4"],
+                "account_id": ["A1", "A2", "A3", "A1"],
+                "start_date": ["2024-01-10", "2024-02-01", "2024-03-15", "2024-02-10"],
+                "end_date": ["2024-02-10", "2025-02-01", "2026-03-15", "2024-03-10"],
+                "arr": ["1200", "24000.5", "250000", "1200"],
+                "seats": ["5", "40", "300", "5"],
+                "plan": ["starter", "growth", "enterprise", "starter"],
+            }
+        ),
+        "users": pd.DataFrame(
+            {
+                "user_id": ["U1", "U2", "U3", "U4"],
+                "account_id": ["A1", "A2", "A2", "A3"],
+                "created_at": [
+                    "2024-01-10T10:00:00Z",
+                    "2024-02-02T08:00:00Z",
+                    "2024-02-03T08:00:00Z",
+                    "2024-03-16T08:00:00Z",
+                ],
+                "role": ["admin", "admin", "member", "admin"],
+                "deactivated_at": [None, None, "2024-06-01T00:00:00Z", None],
+            }
+        ),
+        "usage_events": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2", "A2", "A3", "A3"],
+                "user_id": ["U1", "U2", "U3", "U4", None],
+                "occurred_at": [
+                    "2024-01-11T10:00:00Z",
+                    "2024-02-05T10:00:00Z",
+                    "2024-02-06T10:00:00Z",
+                    "2024-04-01T10:00:00Z",
+                    "2024-04-02T10:00:00Z",
+                ],
+                "module": ["dashboard", "reports", "automation", "api", "dashboard"],
+                "event_type": ["view", "view", "run", "call", "view"],
+                "count": ["3", "1", "2", "10", "1"],
+            }
+        ),
+        "trainings": pd.DataFrame(
+            {
+                "user_id": ["U1", "U2"],
+                "account_id": ["A1", "A2"],
+                "course_id": ["basics", "basics"],
+                "enrolled_at": ["2024-01-12T00:00:00Z", "2024-02-10T00:00:00Z"],
+                "completed_at": ["2024-01-20T00:00:00Z", None],
+                "score": ["88", None],
+            }
+        ),
+        "support_tickets": pd.DataFrame(
+            {
+                "ticket_id": ["T1", "T2"],
+                "account_id": ["A2", "A3"],
+                "priority": ["high", "urgent"],
+                "opened_at": ["2024-03-01T09:00:00Z", "2024-05-01T09:00:00Z"],
+                "first_response_at": ["2024-03-01T15:00:00Z", None],
+                "resolved_at": ["2024-03-03T09:00:00Z", None],
+                "sla_first_response_hours": ["4", "1"],
+                "sla_resolution_hours": ["48", "24"],
+                "escalated": ["false", "true"],
+            }
+        ),
+        "nps_responses": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "user_id": ["U1", None],
+                "responded_at": ["2024-04-01T00:00:00Z", "2024-04-02T00:00:00Z"],
+                "score": ["9", "3"],
+            }
+        ),
+        "csm_touchpoints": pd.DataFrame(
+            {
+                "account_id": ["A1", "A3"],
+                "occurred_at": ["2024-02-01T14:00:00Z", "2024-06-01T14:00:00Z"],
+                "kind": ["call", "qbr"],
+            }
+        ),
+    }
+
+
+def write_dir(tables: dict[str, pd.DataFrame], directory: Path, fmt: str = "csv") -> Path:
+    """Write raw tables as a source directory (CSV or Parquet)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        if fmt == "csv":
+            frame.to_csv(directory / f"{name}.csv", index=False)
+        else:
+            frame.to_parquet(directory / f"{name}.parquet", index=False)
+    return directory
+
+
+@pytest.fixture
+def raw_tables() -> dict[str, pd.DataFrame]:
+    return tiny_raw_tables()
