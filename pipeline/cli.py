@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from pipeline.contract import DataContractError
@@ -63,7 +64,7 @@ def _progress() -> Progress:
 
 
 def _fail(err: Exception) -> None:
-    _console.print(f"[bold red]error:[/] {err}", highlight=False)
+    _console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -182,3 +183,11 @@ def ingest(
 
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="churn", args=sys.argv[1:])
+
+
+@app.command()
+def contract() -> None:
+    """Print the data contract (tables, columns, rules) as Markdown."""
+    from pipeline.contract import contract_markdown
+
+    typer.echo(contract_markdown(), nl=False)

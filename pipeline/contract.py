@@ -435,3 +435,45 @@ def pandera_schema(spec: TableSpec) -> pa.DataFrameSchema:
             coerce=False,
         )
     return pa.DataFrameSchema(columns, strict=True, ordered=True, name=spec.name)
+
+
+def contract_markdown() -> str:
+    """The contract's tables as Markdown, generated from the specs so the docs cannot drift."""
+    lines: list[str] = []
+    for name in TABLE_ORDER:
+        spec = TABLES[name]
+        need = "required" if spec.required else "optional"
+        lines += [f"### `{name}` ({need})", "", spec.description, ""]
+        if spec.primary_key:
+            lines += [f"Primary key: `{', '.join(spec.primary_key)}`.", ""]
+        for fk in spec.foreign_keys:
+            lines += [
+                f"Foreign key: `{', '.join(fk.columns)}` -> "
+                f"`{fk.ref_table}.{', '.join(fk.ref_columns)}` (checked when "
+                f"`{fk.ref_table}` is present).",
+                "",
+            ]
+        lines += ["| column | type | present | empty allowed | rule | meaning |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for col in spec.columns:
+            rules = []
+            if col.allowed:
+                rules.append("one of " + ", ".join(f"`{v}`" for v in col.allowed))
+            if col.min_value is not None:
+                rules.append(f">= {col.min_value:g}")
+            if col.max_value is not None:
+                rules.append(f"<= {col.max_value:g}")
+            if col.kind in ("timestamp", "date") and col.before_as_of:
+                rules.append("before as-of")
+            if col.after_account_created:
+                rules.append("not before the account's created_at")
+            present = "required" if col.required else f"optional (default {col.default})"
+            lines.append(
+                f"| `{col.name}` | {col.kind} | {present} | {'yes' if col.nullable else 'no'} "
+                f"| {'; '.join(rules)} | {col.description} |"
+            )
+        for rule in spec.row_rules:
+            lines.append("")
+            lines.append(f"Row rule `{rule.code}`: {rule.description}.")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,20 @@
+"""The docs describe the code as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.contract import TABLES, contract_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_data_contract_doc_matches_the_code():
+    doc = (ROOT / "docs" / "data-contract.md").read_text()
+    begin = "<!-- BEGIN GENERATED: churn contract -->\n"
+    generated = doc.split(begin, 1)[1].split("<!-- END GENERATED -->", 1)[0]
+    assert generated == contract_markdown(), "regenerate with: churn contract"
+    for name, spec in TABLES.items():
+        assert f"### `{name}`" in generated
+        for column in spec.column_names:
+            assert f"| `{column}` |" in generated
