@@ -378,9 +378,10 @@ REQUIRED_TABLES: tuple[str, ...] = tuple(n for n in TABLE_ORDER if TABLES[n].req
 STREAMED_TABLES: frozenset[str] = frozenset({"usage_events"})
 
 _PANDAS_DTYPES: dict[str, str] = {
-    "id": "string",
-    "text": "string",
-    "category": "string",
+    # Arrow-backed strings: vectorised string operations on millions of event rows.
+    "id": "string[pyarrow]",
+    "text": "string[pyarrow]",
+    "category": "string[pyarrow]",
     "timestamp": "datetime64[us, UTC]",
     "date": "datetime64[s]",
     "float": "float64",

@@ -109,7 +109,7 @@ def _examples(raw: pd.DataFrame, mask: np.ndarray | pd.Series, columns: list[str
 
 
 def _blank_to_na(values: pd.Series) -> pd.Series:
-    text = values.astype("string").str.strip()
+    text = values.astype(pandas_dtype("text")).str.strip()
     return text.mask(text == "", pd.NA)
 
 
@@ -123,8 +123,14 @@ def _parse_ids(values: pd.Series) -> pd.Series:
 
 
 def _normalise_category(values: pd.Series) -> pd.Series:
-    text = _blank_to_na(values).str.lower()
-    return text.str.replace(r"[\s\-]+", "_", regex=True)
+    # Categories have few distinct values: normalise those once, then map back to the rows.
+    codes, uniques = pd.factorize(_blank_to_na(values))
+    normalised = pd.Series(uniques, dtype=pandas_dtype("category")).str.lower()
+    normalised = normalised.str.replace(r"[\s\-]+", "_", regex=True).to_numpy()
+    out = pd.Series(
+        pd.array(normalised, dtype=pandas_dtype("category")).take(codes, allow_fill=True)
+    )
+    return out.set_axis(values.index)
 
 
 def _parse_timestamps(
