@@ -114,21 +114,19 @@ def simulate(
     if unknown:
         _fail(ConfigError(f"simulate section has unknown keys {unknown}; known: {sorted(known)}"))
     sim["as_of_date"] = as_of.date()
-    sim["seed"] = seed if seed is not None else params.get("base", {}).get("seed", 0)
+    base = section(params, "base")
+    sim["seed"] = seed if seed is not None else base.get("seed", 0)
+    if "renewal_grace_days" in base:
+        sim["renewal_grace_days"] = int(base["renewal_grace_days"])
     if n_accounts is not None:
         sim["n_accounts"] = n_accounts
-    if "start_date" in sim:
-        sim["start_date"] = _to_date(sim["start_date"])
-    config = SimulationConfig(**sim)
+    try:
+        config = SimulationConfig(**sim)
+    except ValueError as err:
+        _fail(ConfigError(f"simulate: {err}"))
     counts = write_simulation(config, raw_dir, truth_dir, progress=_console.is_terminal)
     for table, rows in counts.items():
         log.info("%-16s %12s rows", table, f"{rows:,}")
-
-
-def _to_date(value):
-    import pandas as pd
-
-    return pd.Timestamp(str(value)).date()
 
 
 @app.command()
