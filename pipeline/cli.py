@@ -42,10 +42,18 @@ DEMO_MARKER = "DEMO_DISABLED.txt"
 @app.callback()
 def _setup(verbose: VerboseOption = False) -> None:
     """Configure logging once, for every subcommand."""
+    if _console.is_terminal:
+        handler: logging.Handler = RichHandler(
+            console=_console, show_path=False, rich_tracebacks=False
+        )
+        fmt = "%(message)s"
+    else:  # logs of dvc repro, cron and CI: one plain line per record
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=_console, show_path=False, rich_tracebacks=False)],
+        format=fmt,
+        handlers=[handler],
         force=True,
     )
 

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -36,6 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -1634,17 +1633,6 @@ def _write_parquet(frame: pd.DataFrame, schema: pa.Schema, path: Path) -> None:
     pq.write_table(_to_arrow(frame, schema), path, compression="zstd")
 
 
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Replace ``final`` by ``tmp`` with renames only, so readers never see a partial table."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_simulation(
     config: SimulationConfig, raw_dir: Path, truth_dir: Path, *, progress: bool = False
 ) -> dict[str, int]:
@@ -1662,13 +1650,10 @@ def write_simulation(
             f"raw_dir ({raw_dir}) and truth_dir ({truth_dir}) must be separate directories, "
             "neither inside the other: the pipeline reads raw_dir and must never see the truth"
         )
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp_raw = raw_dir.with_name(f".{raw_dir.name}.tmp-{tag}")
-    tmp_truth = truth_dir.with_name(f".{truth_dir.name}.tmp-{tag}")
     rows: dict[str, int] = {}
-    try:
-        tmp_raw.mkdir(parents=True)
-        tmp_truth.mkdir(parents=True)
+    with atomic_path(raw_dir) as tmp_raw, atomic_path(truth_dir) as tmp_truth:
+        tmp_raw.mkdir()
+        tmp_truth.mkdir()
         entities = simulate_entities(config)
         for name, schema in RAW_TABLE_SCHEMAS.items():
             if name == "usage_events":
@@ -1683,12 +1668,6 @@ def write_simulation(
             config, entities, tmp_raw / "usage_events", progress=progress
         )
         del entities
-        _swap_into_place(tmp_raw, raw_dir)
-        _swap_into_place(tmp_truth, truth_dir)
-    finally:
-        for tmp in (tmp_raw, tmp_truth):
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     logger.info("simulation written to %s (truth in %s): %s", raw_dir, truth_dir, rows)
     return rows
 
