@@ -192,6 +192,51 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 @app.command()
+def features(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    interim: Annotated[Path, typer.Option(help="Validated tables from `churn ingest`.")] = Path(
+        "data/interim"
+    ),
+    out: Annotated[Path, typer.Option(help="The feature table (Parquet).")] = Path(
+        "data/processed/features.parquet"
+    ),
+    summary: Annotated[
+        Path, typer.Option(help="Coverage and distribution per feature (JSON).")
+    ] = Path("reports/feature_summary.json"),
+    engine: Annotated[
+        str | None, typer.Option(help="Override features.engine: duckdb or spark.")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Compute one snapshot at this date (YYYY-MM-DD) instead of the cadence."),
+    ] = None,
+) -> None:
+    """Build point-in-time features and churn labels for every account and snapshot date."""
+    from pipeline.featurize import FeatureError, run_features
+
+    try:
+        params = load_params(params_path)
+        result = run_features(params, interim, out, summary, engine_name=engine, single_date=as_of)
+    except (ConfigError, FeatureError) as err:
+        _fail(err)
+    log.info(
+        "features: %s rows, %s accounts, %s snapshots, %s labelled (%s churned) -> %s",
+        f"{result['rows']:,}",
+        f"{result['accounts']:,}",
+        result["snapshots"],
+        f"{result['labelled_rows']:,}",
+        f"{result['churned_rows']:,}",
+        out,
+    )
+    if result["families_unavailable"] or result["families_partial"]:
+        log.warning(
+            "feature families unavailable: %s; partial: %s",
+            ", ".join(result["families_unavailable"]) or "none",
+            ", ".join(result["families_partial"]) or "none",
+        )
+
+
+@app.command()
 def contract() -> None:
     """Print the data contract (tables, columns, rules) as Markdown."""
     from pipeline.contract import contract_markdown
