@@ -631,3 +631,30 @@ def build_registry(windows: Iterable[int]) -> list[Feature]:
 def available(features: list[Feature], tables_present: set[str]) -> list[Feature]:
     """The features whose input tables exist."""
     return [f for f in features if set(f.tables) <= tables_present]
+
+
+def registry_markdown(features: list[Feature]) -> str:
+    """The registry as a Markdown table per family, generated so the docs cannot drift."""
+    lines: list[str] = []
+    for family, meta in FAMILIES.items():
+        members = [f for f in features if f.family == family]
+        if not members:
+            continue
+        lines += [f"### {meta['title']} (`{family}`)", ""]
+        lines += ["| feature | meaning | unit | more risk when | CSM can act | needs | play |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for f in members:
+            risk = {
+                "higher_is_riskier": "higher",
+                "lower_is_riskier": "lower",
+                "neither": "-",
+            }[f.direction]
+            if f.monotone:
+                risk += " (monotone)"
+            needs = ", ".join(f"`{t}`" for t in f.tables) or "required tables"
+            lines.append(
+                f"| `{f.name}` | {f.description} | {f.unit or '-'} | {risk} | "
+                f"{'yes' if f.actionable else 'no'} | {needs} | {f.play or '-'} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

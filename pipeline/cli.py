@@ -237,6 +237,20 @@ def features(
 
 
 @app.command()
+def registry(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Print the feature registry (every feature, its meaning and play) as Markdown."""
+    from features.registry import build_registry, registry_markdown
+
+    try:
+        windows = section(load_params(params_path), "features").get("windows", [30, 90])
+    except ConfigError as err:
+        _fail(err)
+    typer.echo(registry_markdown(build_registry(windows)), nl=False)
+
+
+@app.command()
 def contract() -> None:
     """Print the data contract (tables, columns, rules) as Markdown."""
     from pipeline.contract import contract_markdown

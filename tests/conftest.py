@@ -131,3 +131,18 @@ def write_dir(tables: dict[str, pd.DataFrame], directory: Path, fmt: str = "csv"
 @pytest.fixture
 def raw_tables() -> dict[str, pd.DataFrame]:
     return tiny_raw_tables()
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """A small simulated company (60 accounts), ingested: (interim_dir, validation report)."""
+    from pipeline.ingest import ingest_source
+    from pipeline.simulate import SimulationConfig, write_simulation
+    from pipeline.sources import DirectorySource
+
+    root = tmp_path_factory.mktemp("small_demo")
+    config = SimulationConfig(n_accounts=60, seed=7)
+    write_simulation(config, root / "raw", root / "truth")
+    as_of = pd.Timestamp(config.as_of_date, tz="UTC")
+    report = ingest_source(DirectorySource(root / "raw"), root / "interim", as_of=as_of)
+    return root / "interim", report, config

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -12,6 +14,7 @@ from pipeline.cli import app
 from tests.conftest import write_dir
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _params(tmp_path, source, **ingest) -> str:
@@ -31,7 +34,7 @@ def _params(tmp_path, source, **ingest) -> str:
 def test_help_lists_commands_and_every_command_has_help():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    commands = ["simulate", "ingest", "contract"]
+    commands = ["simulate", "ingest", "features", "registry", "contract"]
     for command in commands:
         assert command in result.output
         sub = runner.invoke(app, [command, "--help"])
@@ -78,3 +81,22 @@ def test_contract_command_prints_every_table():
     result = runner.invoke(app, ["contract"])
     assert result.exit_code == 0
     assert "### `usage_events` (required)" in result.output
+
+
+def test_features_for_one_as_of_date(tmp_path, small_demo):
+    interim, _, _ = small_demo
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    out, summary = tmp_path / "f.parquet", tmp_path / "s.json"
+    args = ["features", "--params", str(params_path), "--interim", str(interim)]
+    args += ["--out", str(out), "--summary", str(summary), "--as-of", "2026-06-01"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    assert table["snapshot_date"].astype(str).unique().tolist() == ["2026-06-01"]
+    assert json.loads(summary.read_text())["snapshots"] == 1
+    late = runner.invoke(app, [*args[:-1], "2027-01-01"])
+    assert late.exit_code == 2 and "after the data's as-of date" in late.output
+    missing = runner.invoke(app, [*args[:4], str(tmp_path / "nowhere"), *args[5:]])
+    assert missing.exit_code == 2 and "run `churn ingest` first" in missing.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from features.registry import build_registry, registry_markdown
 from pipeline.contract import TABLES, contract_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,3 +19,13 @@ def test_data_contract_doc_matches_the_code():
         assert f"### `{name}`" in generated
         for column in spec.column_names:
             assert f"| `{column}` |" in generated
+
+
+def test_features_doc_matches_the_registry():
+    doc = (ROOT / "docs" / "features.md").read_text()
+    generated = doc.split("<!-- BEGIN GENERATED: churn registry -->\n", 1)[1]
+    generated = generated.split("<!-- END GENERATED -->", 1)[0]
+    registry = build_registry((30, 90))
+    assert generated == registry_markdown(registry), "regenerate with: churn registry"
+    for feature in registry:
+        assert f"| `{feature.name}` |" in generated

@@ -56,6 +56,17 @@ def test_dvc_repro_produces_validated_tables(repo):
 
 
 @pytest.mark.slow
+def test_dvc_repro_produces_point_in_time_features(repo):
+    features = pd.read_parquet(repo / "data" / "processed" / "features.parquet")
+    summary = json.loads((repo / "reports" / "feature_summary.json").read_text())
+    assert len(features) == summary["rows"] > 0
+    assert features.groupby(["account_id", "snapshot_date"]).size().max() == 1
+    assert summary["families_unavailable"] == []
+    assert 0 < summary["churned_rows"] < summary["labelled_rows"]
+    assert features["churned"].isna().sum() == summary["censored_rows"] > 0
+
+
+@pytest.mark.slow
 def test_second_repro_does_nothing_and_param_change_reruns_only_dependents(repo):
     again = _run(["dvc", "repro"], repo)
     assert again.returncode == 0
