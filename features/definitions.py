@@ -73,8 +73,8 @@ def _double(value: float) -> str:
 def _ratio(numerator: str, denominator: str) -> str:
     """numerator / denominator, empty where the denominator is zero or empty."""
     return (
-        f"CASE WHEN {denominator} IS NULL OR {denominator} = 0 THEN NULL "
-        f"ELSE CAST({numerator} AS DOUBLE) / {denominator} END"
+        f"CASE WHEN ({denominator}) IS NULL OR ({denominator}) = 0 THEN NULL "
+        f"ELSE CAST({numerator} AS DOUBLE) / ({denominator}) END"
     )
 
 
@@ -84,8 +84,9 @@ def _ratio(numerator: str, denominator: str) -> str:
 def _snapshot_rows() -> Statement:
     """One row per snapshot and account with a contract active at t, with its current term.
 
-    Active at t: the term started before t and ends after t. Several active terms (an upgrade
-    overlapping the old term): the current one is the one ending last.
+    Active at t: the term started before t and ends on or after t (a term ending on t is the
+    one whose renewal is decided at t, so the account never drops out on its renewal day).
+    Several active terms (an upgrade overlapping the old term): the current one ends last.
     """
     return Statement(
         "snap",
@@ -102,7 +103,7 @@ def _snapshot_rows() -> Statement:
                 ) AS term_rank
             FROM snapshot_dates AS d
             JOIN contracts AS c
-              ON c.start_date < d.snapshot_date AND c.end_date > d.snapshot_date
+              ON c.start_date < d.snapshot_date AND c.end_date >= d.snapshot_date
         )
         SELECT
             t.account_id, t.snapshot_date, t.snap_day, t.snap_epoch,
@@ -398,7 +399,7 @@ def _nps(settings: FeatureSettings) -> list[Statement]:
         "nps_by_time",
         f"""
         SELECT account_id, {epoch("responded_at")} AS responded_epoch,
-               AVG(CAST(score AS DOUBLE)) AS score
+               SUM(CAST(score AS DOUBLE)) AS score_sum, COUNT(*) AS answers
         FROM nps_responses
         GROUP BY account_id, {epoch("responded_at")}
         """,
@@ -407,18 +408,24 @@ def _nps(settings: FeatureSettings) -> list[Statement]:
     aggs = []
     for w in settings.windows:
         lo, hi = w * SECONDS_PER_DAY, 2 * w * SECONDS_PER_DAY
-        aggs += [
-            f"AVG(CASE WHEN n.responded_epoch >= s.snap_epoch - {lo} THEN n.score END)"
-            f" AS nps_mean_{w}d",
-            f"AVG(CASE WHEN n.responded_epoch >= s.snap_epoch - {hi}"
-            f" AND n.responded_epoch < s.snap_epoch - {lo} THEN n.score END)"
-            f" AS prev_nps_mean_{w}d",
-        ]
+        current = f"n.responded_epoch >= s.snap_epoch - {lo}"
+        previous = (
+            f"n.responded_epoch >= s.snap_epoch - {hi} AND n.responded_epoch < s.snap_epoch - {lo}"
+        )
+        for name, cond in ((f"nps_mean_{w}d", current), (f"prev_nps_mean_{w}d", previous)):
+            # every answer weighs the same, also answers that share a timestamp
+            aggs.append(
+                _ratio(
+                    f"SUM(CASE WHEN {cond} THEN n.score_sum END)",
+                    f"SUM(CASE WHEN {cond} THEN n.answers END)",
+                )
+                + f" AS {name}"
+            )
     nps = Statement(
         "f_nps",
         f"""
         SELECT s.account_id, s.snapshot_date, {", ".join(aggs)},
-               MAX_BY(n.score, n.responded_epoch) AS latest_nps
+               MAX_BY(n.score_sum / n.answers, n.responded_epoch) AS latest_nps
         FROM snap AS s
         LEFT JOIN nps_by_time AS n
           ON n.account_id = s.account_id AND n.responded_epoch < s.snap_epoch

@@ -11,6 +11,8 @@ from features.definitions import FeatureSettings
 from features.registry import build_registry
 from pipeline.engines import DuckDBEngine, EngineError, SparkEngine, open_engine, to_spark_sql
 from pipeline.featurize import build_features, day_number, feature_summary, present_tables
+from tests.feature_fixtures import DATES as FIXTURE_DATES
+from tests.feature_fixtures import features_from_interim, fixture_tables, ingest_tables
 
 DATES = [date(2024, 6, 1), date(2025, 3, 1), date(2026, 1, 1), date(2026, 11, 1)]
 
@@ -26,8 +28,24 @@ def _settings(as_of: date) -> FeatureSettings:
     )
 
 
+@pytest.fixture(scope="module")
+def spark():
+    """One local Spark session for this module (starting one takes several seconds)."""
+    engine = SparkEngine(master="local[2]", shuffle_partitions=2, driver_memory="1g")
+    yield engine
+    engine.close()
+
+
+def test_hand_computed_fixture_is_identical_on_spark(tmp_path, spark):
+    interim, tables = ingest_tables(fixture_tables(), tmp_path)
+    expected = features_from_interim(interim, tables, FIXTURE_DATES, engine=DuckDBEngine(threads=1))
+    got = features_from_interim(interim, tables, FIXTURE_DATES, engine=spark)
+    assert len(expected) >= 8
+    pd.testing.assert_frame_equal(expected, got, check_exact=False, rtol=1e-12)
+
+
 @pytest.mark.slow
-def test_spark_and_duckdb_give_identical_feature_tables(small_demo):
+def test_spark_and_duckdb_give_identical_feature_tables(small_demo, spark):
     interim, report, config = small_demo
     tables = present_tables(report)
     duck = DuckDBEngine(threads=1)
@@ -35,11 +53,7 @@ def test_spark_and_duckdb_give_identical_feature_tables(small_demo):
         expected = build_features(duck, interim, tables, DATES, _settings(config.as_of_date))
     finally:
         duck.close()
-    spark = SparkEngine(master="local[2]", shuffle_partitions=2, driver_memory="1g")
-    try:
-        got = build_features(spark, interim, tables, DATES, _settings(config.as_of_date))
-    finally:
-        spark.close()
+    got = build_features(spark, interim, tables, DATES, _settings(config.as_of_date))
     assert len(expected.table) > 50
     assert expected.table["churned"].notna().sum() > 10
     pd.testing.assert_frame_equal(expected.table, got.table, check_exact=False, rtol=1e-12)
