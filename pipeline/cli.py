@@ -237,6 +237,74 @@ def features(
 
 
 @app.command()
+def train(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    features_path: Annotated[
+        Path, typer.Option("--features", help="The feature table from `churn features`.")
+    ] = Path("data/processed/features.parquet"),
+    models: Annotated[
+        Path, typer.Option(help="Where model, calibrator and feature schema are written.")
+    ] = Path("models"),
+) -> None:
+    """Train the LightGBM churn model out of time and calibrate it."""
+    from pipeline.train import TrainingError, run_train
+
+    try:
+        model = run_train(load_params(params_path), features_path, models)
+    except (ConfigError, TrainingError) as err:
+        _fail(err)
+    log.info(
+        "trained: %s; best iteration %d -> %s",
+        model.info["rows"],
+        model.info["best_iteration"],
+        models,
+    )
+
+
+@app.command()
+def evaluate(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    features_path: Annotated[
+        Path, typer.Option("--features", help="The feature table from `churn features`.")
+    ] = Path("data/processed/features.parquet"),
+    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
+    interim: Annotated[Path, typer.Option(help="Validated tables (for CSM ownership).")] = Path(
+        "data/interim"
+    ),
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Simulator ground truth for oracle metrics (demo data only)."),
+    ] = None,
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON (DVC metrics).")] = Path(
+        "reports/metrics.json"
+    ),
+    plots: Annotated[Path, typer.Option(help="Directory of curve CSVs (DVC plots).")] = Path(
+        "reports/plots"
+    ),
+) -> None:
+    """Score the test period; compare with the health score, logistic regression and oracle."""
+    from pipeline.evaluate import run_evaluate
+    from pipeline.train import TrainingError
+
+    try:
+        result = run_evaluate(
+            load_params(params_path), features_path, models, interim, metrics, plots, truth
+        )
+    except (ConfigError, TrainingError, ValueError) as err:
+        _fail(err)
+    shown = [
+        "roc_auc",
+        "pr_auc",
+        "ece",
+        "lift_top_decile",
+        "health_score_roc_auc",
+        "logreg_roc_auc",
+        "oracle_roc_auc",
+    ]
+    log.info("test: %s", ", ".join(f"{k}={result[k]:.3f}" for k in shown if k in result))
+
+
+@app.command()
 def registry(
     params_path: ParamsOption = DEFAULT_PARAMS,
 ) -> None:

@@ -1,0 +1,146 @@
+"""Evaluate stage: the model against its baselines (and, on demo data, the oracle) on the test
+period, with the curves DVC plots and the report draw.
+
+Every figure is computed once here and written to `reports/metrics.json`; MLflow, the report
+and the README read that file instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.baselines import fit_logistic, health_risk, predict_logistic
+from pipeline.featurize import LABEL
+from pipeline.metrics import binary_metrics, curves, precision_recall_at_capacity
+from pipeline.train import LoadedModel, Split, design_matrix, labelled
+
+log = logging.getLogger(__name__)
+
+
+def split_from_info(info: dict) -> Split:
+    dates = {k: pd.Timestamp(v).date() for k, v in info["split"].items()}
+    return Split(**dates)
+
+
+def test_frame(table: pd.DataFrame, model: LoadedModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train rows, test rows) of the labelled table, by the split the model was trained with."""
+    known = labelled(table)
+    period = split_from_info(model.info).assign(known["snapshot_date"])
+    return known[period == "train"], known[period == "test"]
+
+
+def attach_oracle(test: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
+    """The simulator's true churn probability for each test row (its renewal decision)."""
+    keys = truth.rename(columns={"decision_date": "renewal_date"})[
+        ["account_id", "renewal_date", "true_churn_probability"]
+    ].copy()
+    keys["renewal_date"] = pd.to_datetime(keys["renewal_date"]).dt.date
+    keys["account_id"] = keys["account_id"].astype("string")
+    merged = test[["account_id", "renewal_date"]].merge(
+        keys, on=["account_id", "renewal_date"], how="left", validate="many_to_one"
+    )
+    return pd.Series(merged["true_churn_probability"].to_numpy(), index=test.index)
+
+
+def evaluate_model(
+    table: pd.DataFrame,
+    model: LoadedModel,
+    *,
+    accounts: pd.DataFrame,
+    capacity: int,
+    seed: int,
+    truth: pd.DataFrame | None = None,
+) -> tuple[dict[str, float], dict[str, pd.DataFrame], pd.DataFrame]:
+    """Metrics (flat dict), curves, and the scored test rows."""
+    train, test = test_frame(table, model)
+    if test.empty:
+        raise ValueError("the test period has no labelled rows")
+    y = test[LABEL].astype(float).to_numpy()
+    scored = test[["account_id", "snapshot_date", "renewal_date", "segment", "arr", LABEL]].copy()
+    scored["p_model"] = model.predict(test)
+    scored["p_health"] = health_risk(test)
+    categorical = [c["name"] for c in model.schema["features"] if c["dtype"] == "category"]
+    logreg = fit_logistic(
+        design_matrix(train, model.schema), train[LABEL], categorical=categorical, seed=seed
+    )
+    scored["p_logreg"] = predict_logistic(
+        logreg, design_matrix(test, model.schema), categorical=categorical
+    )
+    scored = scored.merge(accounts[["account_id", "csm_id"]], on="account_id", how="left")
+    scored.index = test.index
+
+    metrics: dict[str, float] = {}
+    metrics.update(binary_metrics(y, scored["p_model"]))
+    metrics.update(binary_metrics(y, scored["p_health"], prefix="health_score_"))
+    metrics.update(binary_metrics(y, scored["p_logreg"], prefix="logreg_"))
+    group = ["csm_id", "snapshot_date"]
+    for name, col in (("", "p_model"), ("health_score_", "p_health"), ("logreg_", "p_logreg")):
+        precision, recall = precision_recall_at_capacity(
+            scored.fillna({"csm_id": "unassigned"}), score=col, label=LABEL, k=capacity, group=group
+        )
+        metrics[f"{name}precision_at_capacity"] = precision
+        metrics[f"{name}recall_at_capacity"] = recall
+    for segment, part in scored.groupby("segment", sort=True):
+        ys = part[LABEL].astype(float)
+        metrics[f"segment_{segment}_rows"] = float(len(part))
+        metrics[f"segment_{segment}_churn_rate"] = float(ys.mean())
+        if ys.nunique() == 2:
+            seg = binary_metrics(ys, part["p_model"], prefix=f"segment_{segment}_")
+            metrics.update({k: v for k, v in seg.items() if k.endswith(("roc_auc", "pr_auc"))})
+            metrics[f"segment_{segment}_health_score_roc_auc"] = binary_metrics(
+                ys, part["p_health"]
+            )["roc_auc"]
+    if truth is not None:
+        oracle = attach_oracle(test, truth)
+        scored["p_oracle"] = oracle
+        matched = oracle.notna().to_numpy()
+        metrics["oracle_matched_share"] = float(matched.mean())
+        if matched.any():
+            om = binary_metrics(y[matched], oracle[matched], prefix="oracle_")
+            metrics.update({k: om[k] for k in ("oracle_roc_auc", "oracle_pr_auc", "oracle_brier")})
+    metrics["test_rows"] = float(len(test))
+    metrics["test_churn_rate"] = float(y.mean())
+    metrics["train_rows"] = float(len(train))
+    metrics = {k: round(float(v), 6) for k, v in sorted(metrics.items())}
+    return metrics, curves(y, scored["p_model"].to_numpy()), scored
+
+
+def run_evaluate(
+    params: dict,
+    features_path: Path,
+    models_dir: Path,
+    interim_dir: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    truth_path: Path | None,
+) -> dict[str, float]:
+    """The evaluate stage's edge."""
+    from pipeline.atomic import atomic_path, write_json
+    from pipeline.params import section
+    from pipeline.train import load_model
+
+    table = pd.read_parquet(features_path)
+    model = load_model(models_dir)
+    accounts = pd.read_parquet(
+        Path(interim_dir) / "accounts.parquet", columns=["account_id", "csm_id"]
+    )
+    truth = None
+    if truth_path is not None and Path(truth_path).is_file():
+        truth = pd.read_parquet(truth_path)
+    metrics, plot_frames, _ = evaluate_model(
+        table,
+        model,
+        accounts=accounts,
+        capacity=int(section(params, "evaluate")["capacity_per_csm"]),
+        seed=int(section(params, "base")["seed"]),
+        truth=truth,
+    )
+    write_json(metrics, metrics_path)
+    with atomic_path(Path(plots_dir)) as tmp:
+        tmp.mkdir(parents=True)
+        for name, frame in plot_frames.items():
+            frame.round(6).to_csv(tmp / f"{name}.csv", index=False)
+    return metrics
