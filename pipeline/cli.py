@@ -305,6 +305,50 @@ def evaluate(
 
 
 @app.command()
+def track(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    features_path: Annotated[
+        Path, typer.Option("--features", help="The feature table the model was trained on.")
+    ] = Path("data/processed/features.parquet"),
+    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
+    metrics: Annotated[Path, typer.Option(help="Metrics from `churn evaluate`.")] = Path(
+        "reports/metrics.json"
+    ),
+    plots: Annotated[Path, typer.Option(help="Curve CSVs from `churn evaluate`.")] = Path(
+        "reports/plots"
+    ),
+    out: Annotated[Path, typer.Option(help="Run id, model version and champion decision.")] = Path(
+        "reports/mlflow_run.json"
+    ),
+) -> None:
+    """Log the training run to MLflow; register the model; promote it if it beats the champion."""
+    import json
+
+    from pipeline.atomic import write_json
+    from pipeline.tracking import log_training_run, resolve_tracking_uri
+    from pipeline.train import TrainingError
+
+    try:
+        params = load_params(params_path)
+        cfg = section(params, "mlflow")
+        result = log_training_run(
+            params=params,
+            metrics=json.loads(metrics.read_text()),
+            models_dir=models,
+            features_path=features_path,
+            plots_dir=plots,
+            tracking_uri=resolve_tracking_uri(cfg.get("tracking_uri")),
+            experiment=str(cfg.get("experiment", "churn")),
+            registered_model=str(cfg.get("registered_model", "churn-model")),
+            champion_metric=str(cfg.get("champion_metric", "roc_auc")),
+        )
+    except (ConfigError, TrainingError, FileNotFoundError, KeyError) as err:
+        _fail(err)
+    write_json(result, out)
+    log.info("mlflow run %s, model version %s", result["run_id"], result["version"])
+
+
+@app.command()
 def registry(
     params_path: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
