@@ -27,6 +27,8 @@ class Statement:
     name: str
     sql: str
     materialize: bool = False
+    # Independent of the snapshot dates: built once even when snapshots run in batches.
+    static: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def _module_bits() -> Statement:
         FROM (SELECT DISTINCT module FROM usage_events) AS m
         """,
         materialize=True,
+        static=True,
     )
 
 
@@ -161,49 +164,80 @@ def _user_day(settings: FeatureSettings, has_trainings: bool) -> Statement:
         ) AS g{first_completion_join}
         """,
         materialize=True,
+        static=True,
     )
 
 
 # --- families --------------------------------------------------------------------------------
 
 
-def _usage(settings: FeatureSettings) -> Statement:
+def _usage(settings: FeatureSettings) -> list[Statement]:
+    """Usage per account and snapshot, in two steps to keep the distinct counts cheap.
+
+    Step one reduces the snapshot x user-day join to one row per account, snapshot and user
+    with 0/1 flags per window; step two adds the flags up. Distinct counts over the fanned-out
+    join would hash every joined row once per count.
+    """
     lookback = 2 * settings.max_window
-    aggs = []
-    for w in settings.windows:
+    windows = sorted(set(settings.windows) | {30})
+    flags = []
+    for w in windows:
         cur = f"u.day >= s.snap_day - {w}"
         prev = f"u.day >= s.snap_day - {2 * w} AND u.day < s.snap_day - {w}"
-        aggs += [
-            f"COUNT(DISTINCT CASE WHEN {cur} THEN u.user_id END) AS active_users_{w}d",
-            f"COUNT(DISTINCT CASE WHEN {prev} THEN u.user_id END) AS prev_active_users_{w}d",
-            f"BIT_COUNT(BIT_OR(CASE WHEN {cur} THEN u.modules END)) AS distinct_modules_{w}d",
+        flags += [
+            f"MAX(CASE WHEN {cur} THEN 1 ELSE 0 END) AS in_{w}d",
+            f"MAX(CASE WHEN {prev} THEN 1 ELSE 0 END) AS in_prev_{w}d",
+            f"BIT_OR(CASE WHEN {cur} THEN u.modules END) AS modules_{w}d",
             f"SUM(CASE WHEN {cur} THEN u.events END) AS events_{w}d",
             f"SUM(CASE WHEN {cur} THEN u.advanced_events END) AS advanced_events_{w}d",
         ]
-    aggs += [
-        "COUNT(CASE WHEN u.day >= s.snap_day - 30 AND u.user_id IS NOT NULL THEN 1 END)"
-        " AS user_days_30d",
-        "COUNT(DISTINCT CASE WHEN u.day >= s.snap_day - 30 THEN u.user_id END)"
-        " AS active_users_stickiness",
-        f"COUNT(DISTINCT CASE WHEN u.day >= s.snap_day - {settings.max_window}"
-        " AND u.first_completion_epoch < s.snap_epoch THEN u.user_id END) AS trained_active_users",
-        f"COUNT(DISTINCT CASE WHEN u.day >= s.snap_day - {settings.max_window}"
-        " THEN u.user_id END) AS active_users_max_window",
-        "MAX(u.day) AS last_active_day",
+    flags += [
+        "COUNT(CASE WHEN u.day >= s.snap_day - 30 THEN 1 END) AS days_30d",
+        "MAX(CASE WHEN u.first_completion_epoch < s.snap_epoch THEN 1 ELSE 0 END) AS trained",
+        "MAX(u.day) AS last_day",
     ]
-    return Statement(
-        "f_usage",
+    per_user = Statement(
+        "usage_per_user",
         f"""
-        SELECT s.account_id, s.snapshot_date,
-               {", ".join(aggs)}
+        SELECT s.account_id, s.snapshot_date, u.user_id,
+               {", ".join(flags)}
         FROM snap AS s
-        LEFT JOIN user_day AS u
+        JOIN user_day AS u
           ON u.account_id = s.account_id
          AND u.day < s.snap_day
          AND u.day >= s.snap_day - {lookback}
+        GROUP BY s.account_id, s.snapshot_date, u.user_id
+        """,
+    )
+    user = "p.user_id IS NOT NULL"
+    maxw = settings.max_window
+    sums = []
+    for w in windows:
+        sums += [
+            f"COALESCE(SUM(CASE WHEN {user} THEN p.in_{w}d END), 0) AS active_users_{w}d",
+            f"COALESCE(SUM(CASE WHEN {user} THEN p.in_prev_{w}d END), 0) AS prev_active_users_{w}d",
+            f"COALESCE(BIT_COUNT(BIT_OR(p.modules_{w}d)), 0) AS distinct_modules_{w}d",
+            f"SUM(p.events_{w}d) AS events_{w}d",
+            f"SUM(p.advanced_events_{w}d) AS advanced_events_{w}d",
+        ]
+    sums += [
+        f"COALESCE(SUM(CASE WHEN {user} THEN p.days_30d END), 0) AS user_days_30d",
+        f"COALESCE(SUM(CASE WHEN {user} AND p.in_{maxw}d = 1 THEN p.trained END), 0)"
+        " AS trained_active_users",
+        "MAX(p.last_day) AS last_active_day",
+    ]
+    usage = Statement(
+        "f_usage",
+        f"""
+        SELECT s.account_id, s.snapshot_date,
+               {", ".join(sums)}
+        FROM snap AS s
+        LEFT JOIN usage_per_user AS p
+          ON p.account_id = s.account_id AND p.snapshot_date = s.snapshot_date
         GROUP BY s.account_id, s.snapshot_date
         """,
     )
+    return [per_user, usage]
 
 
 def _onboarding(settings: FeatureSettings) -> list[Statement]:
@@ -339,6 +373,7 @@ def _support(settings: FeatureSettings) -> list[Statement]:
         FROM support_tickets
         """,
         materialize=True,
+        static=True,
     )
     lookback = 2 * settings.max_window * SECONDS_PER_DAY
     aggs = []
@@ -404,6 +439,7 @@ def _nps(settings: FeatureSettings) -> list[Statement]:
         GROUP BY account_id, {epoch("responded_at")}
         """,
         materialize=True,
+        static=True,
     )
     aggs = []
     for w in settings.windows:
@@ -483,9 +519,11 @@ def _commercial() -> Statement:
 def _labels(settings: FeatureSettings) -> Statement:
     """churned = 1 when the current term ends at r without renewal, 0 when it renews.
 
-    Defined only when r is within the horizon after t and the outcome is known by the data's
-    as-of date: renewed (a following contract that starts by r + grace and runs past r), or
-    churned (r + grace has passed with none). Otherwise empty: censored, never 'retained'.
+    Defined only when r is within the horizon after t and r + grace has passed by the data's
+    as-of date: renewed (a following contract that starts by r + grace and runs past r) or
+    churned (none). Otherwise empty: censored, never 'retained'. An early renewal is not
+    used before r + grace either: churn cannot be known that early, so labelling the renewals
+    alone would make the latest periods look healthier than they were.
     """
     grace = settings.renewal_grace_days
     return Statement(
@@ -494,9 +532,9 @@ def _labels(settings: FeatureSettings) -> Statement:
         SELECT s.account_id, s.snapshot_date,
                CASE
                    WHEN s.renewal_day - s.snap_day > {settings.label_horizon_days} THEN NULL
+                   WHEN s.renewal_day + {grace} > {settings.as_of_day} THEN NULL
                    WHEN MIN(c.start_day) IS NOT NULL THEN 0
-                   WHEN s.renewal_day + {grace} <= {settings.as_of_day} THEN 1
-                   ELSE NULL
+                   ELSE 1
                END AS churned
         FROM snap AS s
         LEFT JOIN (
@@ -533,7 +571,7 @@ def _final_columns(settings: FeatureSettings, tables: set[str]) -> dict[str, str
             f"CAST(u.active_users_{w}d - u.prev_active_users_{w}d AS DOUBLE)"
             f" / GREATEST(u.prev_active_users_{w}d, 1)"
         )
-    cols["stickiness_30d"] = _ratio("u.user_days_30d", "u.active_users_stickiness * 30")
+    cols["stickiness_30d"] = _ratio("u.user_days_30d", "u.active_users_30d * 30")
     lookback = 2 * settings.max_window
     cols["days_since_last_activity"] = (
         f"CAST(COALESCE(s.snap_day - u.last_active_day, {lookback + 1}) AS DOUBLE)"
@@ -541,7 +579,9 @@ def _final_columns(settings: FeatureSettings, tables: set[str]) -> dict[str, str
     if "trainings" in tables:
         for w in settings.windows:
             cols[f"trainings_completed_{w}d"] = f"tr.trainings_completed_{w}d"
-        cols["trained_user_share"] = _ratio("u.trained_active_users", "u.active_users_max_window")
+        cols["trained_user_share"] = _ratio(
+            "u.trained_active_users", f"u.active_users_{settings.max_window}d"
+        )
         cols["mean_training_score"] = "tr.mean_training_score"
         if "users" in tables:
             cols["admins_trained"] = "ad.admins_trained"
@@ -608,7 +648,7 @@ def feature_statements(
     `feature_names` fixes the output columns and their order (from the registry).
     """
     statements = [_snapshot_rows(), _module_bits(), _user_day(settings, "trainings" in tables)]
-    statements.append(_usage(settings))
+    statements += _usage(settings)
     statements += _onboarding(settings)
     joins = [
         "LEFT JOIN f_usage AS u ON u.account_id = s.account_id"

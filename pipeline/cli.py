@@ -349,6 +349,40 @@ def track(
 
 
 @app.command()
+def backtest(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    interim: Annotated[
+        Path, typer.Option(help="Validated tables (features, CSM ownership).")
+    ] = Path("data/interim"),
+    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
+    metrics: Annotated[Path, typer.Option(help="Backtest metrics JSON (DVC metrics).")] = Path(
+        "reports/backtest.json"
+    ),
+    weekly: Annotated[Path, typer.Option(help="Per-week figures CSV (DVC plots).")] = Path(
+        "reports/backtest_weekly.csv"
+    ),
+) -> None:
+    """Replay each CSM's weekly top-k list over the test period: precision, lead time, stability."""
+    from pipeline.backtest import BacktestError, run_backtest
+    from pipeline.featurize import FeatureError
+    from pipeline.train import TrainingError
+
+    try:
+        result = run_backtest(load_params(params_path), interim, models, metrics, weekly)
+    except (ConfigError, BacktestError, FeatureError, TrainingError) as err:
+        _fail(err)
+    shown = [
+        "backtest_precision_at_capacity",
+        "backtest_lead_time_arr_share",
+        "backtest_jaccard_week_over_week",
+    ]
+    log.info(
+        "backtest: %s",
+        ", ".join(f"{k}={result[k]:.3f}" for k in shown if result.get(k) is not None),
+    )
+
+
+@app.command()
 def registry(
     params_path: ParamsOption = DEFAULT_PARAMS,
 ) -> None:

@@ -49,6 +49,8 @@ class DuckDBEngine:
 
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET enable_progress_bar = false")
+        self._built: set[str] = set()
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
@@ -68,9 +70,12 @@ class DuckDBEngine:
     def run(self, statements: list[Statement]) -> pd.DataFrame:
         *views, final = statements
         for st in views:
+            if st.static and st.name in self._built:
+                continue
             kind = "TEMP TABLE" if st.materialize else "TEMP VIEW"
             log.debug("duckdb: %s %s", kind, st.name)
             self._con.execute(f"CREATE OR REPLACE {kind} {st.name} AS {st.sql}")
+            self._built.add(st.name)
         return self._con.execute(
             f"SELECT * FROM ({final.sql}) AS q ORDER BY account_id, snapshot_date"
         ).df()
@@ -119,6 +124,7 @@ class SparkEngine:
             raise EngineError(f"cannot start Spark ({master}): {err}") from err
         self._spark.sparkContext.setLogLevel("ERROR")
         self._cached: list = []
+        self._built: set[str] = set()
 
     def register_parquet(self, name: str, path: Path) -> None:
         self._spark.read.parquet(_parquet_glob(Path(path))).createOrReplaceTempView(name)
@@ -129,6 +135,9 @@ class SparkEngine:
     def run(self, statements: list[Statement]) -> pd.DataFrame:
         *views, final = statements
         for st in views:
+            if st.static and st.name in self._built:
+                continue
+            self._built.add(st.name)
             df = self._spark.sql(to_spark_sql(st.sql))
             if st.materialize:
                 df = df.cache()

@@ -93,6 +93,8 @@ def build_features(
     tables_present: set[str],
     dates: list[date],
     settings: FeatureSettings,
+    *,
+    batch_size: int = 12,
 ) -> FeatureResult:
     """Run the feature definitions on `engine` over the interim tables for `dates`."""
     missing_required = [t for t in TABLE_ORDER if TABLES[t].required and t not in tables_present]
@@ -105,9 +107,14 @@ def build_features(
     for name in sorted(tables_present):
         path = interim_dir / name if name == "usage_events" else interim_dir / f"{name}.parquet"
         engine.register_parquet(name, path)
-    engine.register_frame("snapshot_dates", snapshot_frame(dates))
     statements = feature_statements(settings, tables_present, [f.name for f in usable])
-    raw = engine.run(statements)
+    # Snapshots in batches bound the size of the snapshot x history joins (memory), while the
+    # snapshot-independent views (usage per user and day...) are built once.
+    batches = []
+    for first in range(0, len(dates), batch_size):
+        engine.register_frame("snapshot_dates", snapshot_frame(dates[first : first + batch_size]))
+        batches.append(engine.run(statements))
+    raw = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0]
     table = _tidy(raw, usable)
     unavailable_features = [f.name for f in registry if f not in usable]
     usable_families = {f.family for f in usable}
@@ -250,7 +257,14 @@ def run_features(
     try:
         engine = open_engine(name, cfg.get(name) or {})
         try:
-            result = build_features(engine, Path(interim_dir), tables, dates, settings)
+            result = build_features(
+                engine,
+                Path(interim_dir),
+                tables,
+                dates,
+                settings,
+                batch_size=int(cfg.get("snapshot_batch_size", 12)),
+            )
         finally:
             engine.close()
     except EngineError as err:

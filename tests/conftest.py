@@ -146,3 +146,42 @@ def small_demo(tmp_path_factory):
     as_of = pd.Timestamp(config.as_of_date, tz="UTC")
     report = ingest_source(DirectorySource(root / "raw"), root / "interim", as_of=as_of)
     return root / "interim", report, config
+
+
+def default_params() -> dict:
+    """The repository's params.yaml as a dict (tests override what they need)."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def medium_demo(tmp_path_factory):
+    """A simulated company big enough to train on (500 accounts): features and a model.
+
+    Returns a dict with the paths (interim, features, models, truth) and the params used.
+    """
+    from pipeline.featurize import run_features
+    from pipeline.ingest import ingest_source
+    from pipeline.simulate import SimulationConfig, write_simulation
+    from pipeline.sources import DirectorySource
+    from pipeline.train import run_train
+
+    root = tmp_path_factory.mktemp("medium_demo")
+    params = default_params()
+    config = SimulationConfig(n_accounts=500, seed=11)
+    write_simulation(config, root / "raw", root / "truth")
+    as_of = pd.Timestamp(config.as_of_date, tz="UTC")
+    ingest_source(DirectorySource(root / "raw"), root / "interim", as_of=as_of)
+    params["base"]["as_of_date"] = str(config.as_of_date)
+    params["features"]["duckdb"] = {"threads": 1}
+    run_features(params, root / "interim", root / "features.parquet", root / "summary.json")
+    run_train(params, root / "features.parquet", root / "models")
+    return {
+        "root": root,
+        "params": params,
+        "interim": root / "interim",
+        "features": root / "features.parquet",
+        "models": root / "models",
+        "truth": root / "truth" / "renewal_decisions.parquet",
+    }

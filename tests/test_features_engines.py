@@ -87,3 +87,18 @@ def test_only_required_tables_give_the_families_that_exist(small_demo):
     for name in summary["features_unavailable"]:
         assert registry[name].tables, f"{name} needs only required tables but is unavailable"
     assert result.table["churned"].notna().sum() > 0
+
+
+def test_snapshot_batches_give_the_same_table(small_demo):
+    """Batching snapshots bounds memory; it must never change a value."""
+    interim, report, config = small_demo
+    tables = present_tables(report)
+    engine = DuckDBEngine(threads=1)
+    try:
+        whole = build_features(engine, interim, tables, DATES, _settings(config.as_of_date))
+        batched = build_features(
+            engine, interim, tables, DATES, _settings(config.as_of_date), batch_size=1
+        )
+    finally:
+        engine.close()
+    pd.testing.assert_frame_equal(whole.table, batched.table)

@@ -1,0 +1,484 @@
+"""Backtest stage: replay the weekly CSM lists over the model's test period.
+
+Offline metrics score every test row; a CSM only ever sees the top k of *their* accounts each
+Monday. This stage rebuilds those lists week by week from point-in-time features, then asks
+what a CS team would ask of them: how many listed accounts really churned (precision at
+capacity), how much churned ARR showed up on a list early enough to act (lead time), and how
+much the list changes from one week to the next (stability).
+
+Layout: pure core functions over frames (`scored_frame`, `weekly_lists`, `weekly_figures`,
+`backtest_metrics`) and one I/O edge (`run_backtest`).
+
+Conventions:
+- A week is a snapshot date (a Monday); features at that date use only data before it.
+- Labels are the feature table's `churned`: 1 if the current term ends in churn within the
+  label horizon, 0 if it renews, empty when the outcome is not known (censored). Renewals
+  later than the as-of date minus the grace period are censored as well, whichever way they
+  went (`censor_undecided`). Censored rows are still ranked and listed (a CSM would have seen
+  them) but left out of precision and recall, numerator and denominator alike; their number
+  is reported.
+- CSM ownership is today's (accounts.parquet has no history); accounts without a CSM are on no
+  list but still count as missed churn in recall.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.featurize import LABEL
+
+log = logging.getLogger(__name__)
+
+RANK_BY = ("expected_arr_at_risk", "probability")
+DEFAULT_RANK_BY = "expected_arr_at_risk"
+DEFAULT_LEAD_DAYS = 60
+SCORED_COLUMNS = ["account_id", "snapshot_date", "csm_id", "arr", "renewal_date", LABEL]
+WEEKLY_COLUMNS = [
+    "week",
+    "precision_at_capacity",
+    "listed",
+    "jaccard_vs_previous",
+    "new_entries",
+    "listed_labelled",
+    "listed_churned",
+    "recall_at_capacity",
+]
+
+
+class BacktestError(ValueError):
+    """The backtest cannot run with this input or configuration."""
+
+
+# --- core ------------------------------------------------------------------------------------
+
+
+def scored_frame(
+    table: pd.DataFrame, probability: np.ndarray, accounts: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per account and week: the model's probability, ARR, owner, renewal and label.
+
+    `table` is the weekly feature table, `probability` the model's calibrated churn probability
+    for each of its rows (same order), `accounts` the ownership table (account_id, csm_id).
+    """
+    probability = np.asarray(probability, dtype=float)
+    if len(probability) != len(table):
+        raise BacktestError(
+            f"{len(probability)} probabilities for {len(table)} feature rows: they must match"
+        )
+    missing = [
+        c
+        for c in ("account_id", "snapshot_date", "arr", "renewal_date", LABEL)
+        if c not in table.columns
+    ]
+    if missing:
+        raise BacktestError(f"feature table lacks columns {missing}")
+    owners = accounts[["account_id", "csm_id"]].astype({"account_id": "string"})
+    if owners["account_id"].duplicated().any():
+        raise BacktestError("accounts table has duplicate account_id values")
+    out = table[["account_id", "snapshot_date", "arr", "renewal_date", LABEL]].astype(
+        {"account_id": "string", "arr": "float64", LABEL: "Float64"}
+    )
+    out = out.merge(owners, on="account_id", how="left", validate="many_to_one")
+    out["csm_id"] = out["csm_id"].astype("string")
+    out["probability"] = probability
+    out["expected_arr_at_risk"] = out["probability"] * out["arr"]
+    return out[[*SCORED_COLUMNS, "probability", "expected_arr_at_risk"]]
+
+
+def censor_undecided(scored: pd.DataFrame, *, decided_by: date) -> pd.DataFrame:
+    """Labels only for renewals both of whose outcomes were observable by `decided_by`.
+
+    A renewal is seen as soon as the next contract starts, but a churn only once the grace
+    period has passed with none, so near the data's end the feature table knows the renewals
+    and not yet the churns. Keeping those rows would count them all as retained and bias
+    precision down; `decided_by` = as-of date - grace days censors them instead.
+    """
+    undecided = pd.to_datetime(scored["renewal_date"]) > pd.Timestamp(decided_by)
+    label = scored[LABEL].astype("Float64").mask(undecided.to_numpy())
+    return scored.assign(**{LABEL: label})
+
+
+def _check_scored(scored: pd.DataFrame) -> None:
+    needed = [*SCORED_COLUMNS, "probability", "expected_arr_at_risk"]
+    missing = [c for c in needed if c not in scored.columns]
+    if missing:
+        raise BacktestError(f"scored frame lacks columns {missing}")
+    if scored.duplicated(["account_id", "snapshot_date"]).any():
+        raise BacktestError("scored frame has more than one row per account and week")
+
+
+def weekly_lists(scored: pd.DataFrame, *, capacity: int, rank_by: str) -> pd.DataFrame:
+    """Each CSM's list per week: their own accounts, ranked, cut at `capacity`.
+
+    `rank_by` is "expected_arr_at_risk" (probability x ARR: where a CSM's hour saves the most
+    revenue) or "probability". Ties (and missing scores, ranked last) are broken by account_id,
+    so the same input always gives the same lists. Accounts without a CSM are on no list.
+    Returns one row per listed account: snapshot_date, csm_id, rank (1 = top) and the scored
+    columns.
+    """
+    if rank_by not in RANK_BY:
+        raise BacktestError(f"rank_by must be one of {list(RANK_BY)}, not {rank_by!r}")
+    if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer) or capacity < 1:
+        raise BacktestError(
+            f"capacity must be a positive whole number of accounts, not {capacity!r}"
+        )
+    _check_scored(scored)
+    owned = scored[scored["csm_id"].notna()]
+    ranked = owned.sort_values(
+        ["snapshot_date", "csm_id", rank_by, "account_id"],
+        ascending=[True, True, False, True],
+        na_position="last",
+        kind="stable",
+    )
+    rank = ranked.groupby(["snapshot_date", "csm_id"], sort=False).cumcount() + 1
+    listed = ranked.assign(rank=rank.astype("int64"))
+    listed = listed[listed["rank"] <= capacity]
+    columns = [
+        "snapshot_date",
+        "csm_id",
+        "rank",
+        "account_id",
+        "probability",
+        "arr",
+        "expected_arr_at_risk",
+        "renewal_date",
+        LABEL,
+    ]
+    return listed[columns].reset_index(drop=True)
+
+
+def _list_sets(lists: pd.DataFrame) -> dict[tuple, frozenset]:
+    """(csm_id, week) -> the accounts on that list."""
+    return {
+        (csm, week): frozenset(group["account_id"])
+        for (csm, week), group in lists.groupby(["csm_id", "snapshot_date"], sort=True)
+    }
+
+
+def list_changes(lists: pd.DataFrame, weeks: list) -> pd.DataFrame:
+    """Week-over-week change of each CSM's list: Jaccard with the previous week, new entries.
+
+    One row per CSM and replay week after the first. A CSM with no list in a week (no active
+    accounts) has an empty list; a pair of empty lists has no Jaccard (left empty) and no
+    new-entries figure.
+    """
+    sets = _list_sets(lists)
+    csms = sorted(lists["csm_id"].dropna().unique())
+    rows = []
+    for csm in csms:
+        for previous, week in itertools.pairwise(weeks):
+            before = sets.get((csm, previous), frozenset())
+            now = sets.get((csm, week), frozenset())
+            union = before | now
+            rows.append(
+                {
+                    "csm_id": csm,
+                    "snapshot_date": week,
+                    "jaccard": len(before & now) / len(union) if union else math.nan,
+                    "new_entries": float(len(now - before)) if now else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=["csm_id", "snapshot_date", "jaccard", "new_entries"])
+
+
+def _weeks(scored: pd.DataFrame) -> list:
+    return sorted(scored["snapshot_date"].unique())
+
+
+def _hits(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(labelled, churned) masks; censored rows are neither."""
+    label = frame[LABEL].astype("Float64")
+    return label.notna(), (label == 1).fillna(False).astype(bool)
+
+
+def weekly_figures(lists: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """One row per replay week: precision and recall at capacity, list size and stability.
+
+    precision_at_capacity: churned / labelled among that week's listed rows (empty if none is
+    labelled). jaccard_vs_previous and new_entries: means over CSMs of the list's Jaccard with
+    the CSM's previous-week list and of its accounts not on that list (empty in week one).
+    """
+    weeks = _weeks(scored)
+    labelled, churned = _hits(lists)
+    listed = lists.assign(labelled=labelled, churned_hit=churned)
+    per_week = listed.groupby("snapshot_date").agg(
+        listed=("account_id", "size"),
+        listed_labelled=("labelled", "sum"),
+        listed_churned=("churned_hit", "sum"),
+    )
+    _, all_churned = _hits(scored)
+    churned_rows = all_churned.groupby(scored["snapshot_date"]).sum()
+    changes = list_changes(lists, weeks).groupby("snapshot_date")[["jaccard", "new_entries"]]
+    stability = changes.mean()
+    out = pd.DataFrame({"week": weeks})
+    out = out.join(per_week, on="week").join(stability, on="week")
+    out[["listed", "listed_labelled", "listed_churned"]] = (
+        out[["listed", "listed_labelled", "listed_churned"]].fillna(0).astype("int64")
+    )
+    out["precision_at_capacity"] = out["listed_churned"] / out["listed_labelled"].where(
+        out["listed_labelled"] > 0
+    )
+    out["recall_at_capacity"] = out["listed_churned"] / (
+        out["week"].map(churned_rows).astype(float).where(lambda s: s > 0)
+    )
+    out = out.rename(columns={"jaccard": "jaccard_vs_previous"})
+    return out.reindex(columns=WEEKLY_COLUMNS)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The smallest value at which the cumulative weight reaches half the total (NaN if none)."""
+    values, weights = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
+    if len(values) == 0 or weights.sum() <= 0:
+        return math.nan
+    order = np.lexsort((values,))
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def churn_warnings(lists: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """Every churned renewal in the replay window and the warning the lists gave it.
+
+    A churn event is an (account, renewal date) with `churned` == 1 whose renewal falls
+    between the first and last replay week; its ARR is the term's ARR at its last snapshot.
+    It was flagged if the account sat on its CSM's list in a week on or before that renewal
+    (and after any earlier churn of the same account): a list from an earlier term counts, so
+    a monthly contract can be flagged months ahead. warning_days = renewal date - first week
+    flagged (empty when never flagged).
+    """
+    weeks = _weeks(scored)
+    _, churned = _hits(scored)
+    events = scored[churned]
+    if weeks:
+        in_window = (events["renewal_date"] >= weeks[0]) & (events["renewal_date"] <= weeks[-1])
+        events = events[in_window]
+    events = (
+        events.sort_values(["account_id", "renewal_date", "snapshot_date"], kind="stable")
+        .groupby(["account_id", "renewal_date"], sort=True)
+        .agg(arr=("arr", "last"), csm_id=("csm_id", "last"))
+        .reset_index()
+    )
+    previous = events.groupby("account_id")["renewal_date"].shift(1)
+    events = events.assign(previous_churn=previous)
+    flags = events[["account_id", "renewal_date", "previous_churn"]].merge(
+        lists[["account_id", "snapshot_date"]], on="account_id", how="inner"
+    )
+    before = flags["snapshot_date"] <= flags["renewal_date"]
+    after_previous = flags["previous_churn"].isna() | (
+        flags["snapshot_date"] > flags["previous_churn"]
+    )
+    first_flag = (
+        flags[before & after_previous]
+        .groupby(["account_id", "renewal_date"], sort=True)["snapshot_date"]
+        .min()
+        .rename("first_flagged")
+        .reset_index()
+    )
+    out = events.drop(columns="previous_churn").merge(
+        first_flag, on=["account_id", "renewal_date"], how="left"
+    )
+    flagged = out["first_flagged"].notna()
+    days = pd.Series(np.nan, index=out.index)
+    days[flagged] = (
+        pd.to_datetime(out.loc[flagged, "renewal_date"])
+        - pd.to_datetime(out.loc[flagged, "first_flagged"])
+    ).dt.days.astype(float)
+    return out.assign(warning_days=days)
+
+
+def backtest_metrics(
+    lists: pd.DataFrame, scored: pd.DataFrame, *, lead_days: int
+) -> dict[str, float]:
+    """The replay's figures as a flat dict (keys prefixed `backtest_`).
+
+    - precision_at_capacity: churned / labelled over all listed rows of all weeks (pooled);
+      recall_at_capacity: listed churned rows / all churned rows (censored rows in neither).
+    - lead_time_arr_share: of the ARR that churned at a renewal within the replay window, the
+      share on its CSM's list at least once `lead_days` or more before the renewal.
+      lead_time_arr_share_eligible: the same over renewals at least `lead_days` after the first
+      replay week only, which the replay could have flagged that early.
+      flagged_arr_share: the share flagged at any time before its renewal.
+      median_warning_days: ARR-weighted median of days from first flag to renewal, over the
+      churned ARR that was flagged (median_warning_days_unweighted: over flagged renewals).
+    - jaccard_week_over_week: mean over CSMs and weeks of the Jaccard index of consecutive
+      lists; new_entries_per_list: mean accounts per list not on the CSM's previous list.
+    - counts: weeks, CSMs with a list, listed rows (and how many of them censored), scored rows,
+      rows without a CSM, churned renewals and their ARR.
+    """
+    if isinstance(lead_days, bool) or not isinstance(lead_days, int | np.integer) or lead_days < 0:
+        raise BacktestError(f"lead_days must be a whole number of days >= 0, not {lead_days!r}")
+    _check_scored(scored)
+    weeks = _weeks(scored)
+    labelled, churned = _hits(lists)
+    _, scored_churned = _hits(scored)
+    hits = float(churned.sum())
+    n_labelled = float(labelled.sum())
+
+    events = churn_warnings(lists, scored)
+    total_arr = float(events["arr"].sum())
+    warned = events["warning_days"] >= lead_days
+    eligible_from = pd.Timestamp(weeks[0]) + pd.Timedelta(days=lead_days) if weeks else None
+    eligible = (
+        pd.to_datetime(events["renewal_date"]) >= eligible_from
+        if weeks
+        else pd.Series(False, index=events.index)
+    )
+    eligible_arr = float(events.loc[eligible, "arr"].sum())
+    flagged = events["warning_days"].notna()
+
+    changes = list_changes(lists, weeks)
+
+    def share(numerator: float, denominator: float) -> float:
+        return numerator / denominator if denominator > 0 else math.nan
+
+    metrics = {
+        "precision_at_capacity": share(hits, n_labelled),
+        "recall_at_capacity": share(hits, float(scored_churned.sum())),
+        "lead_time_arr_share": share(float(events.loc[warned, "arr"].sum()), total_arr),
+        "lead_time_arr_share_eligible": share(
+            float(events.loc[warned & eligible, "arr"].sum()), eligible_arr
+        ),
+        "flagged_arr_share": share(float(events.loc[flagged, "arr"].sum()), total_arr),
+        "median_warning_days": weighted_median(
+            events.loc[flagged, "warning_days"].to_numpy(), events.loc[flagged, "arr"].to_numpy()
+        ),
+        "median_warning_days_unweighted": float(events.loc[flagged, "warning_days"].median())
+        if flagged.any()
+        else math.nan,
+        "jaccard_week_over_week": float(changes["jaccard"].mean()),
+        "new_entries_per_list": float(changes["new_entries"].mean()),
+        "weeks": float(len(weeks)),
+        "csms": float(lists["csm_id"].nunique()),
+        "listed_rows": float(len(lists)),
+        "listed_censored_rows": float(len(lists) - n_labelled),
+        "scored_rows": float(len(scored)),
+        "scored_labelled_rows": float(scored[LABEL].notna().sum()),
+        "unassigned_rows": float(scored["csm_id"].isna().sum()),
+        "churned_renewals": float(len(events)),
+        "churned_renewals_eligible": float(eligible.sum()),
+        "churned_arr": total_arr,
+    }
+    return {f"backtest_{k}": round(float(v), 6) for k, v in sorted(metrics.items())}
+
+
+# --- I/O edge --------------------------------------------------------------------------------
+
+
+def backtest_settings(params: dict) -> tuple[int, str, int]:
+    """(capacity, rank_by, lead_days) from params, with the backtest section's defaults."""
+    from pipeline.params import ConfigError, section
+
+    capacity = section(params, "evaluate").get("capacity_per_csm")
+    cfg = params.get("backtest") or {}
+    if not isinstance(cfg, dict):
+        raise ConfigError("params.yaml 'backtest' must be a section of settings")
+    rank_by = cfg.get("rank_by") or DEFAULT_RANK_BY
+    lead_days = cfg.get("lead_days", DEFAULT_LEAD_DAYS)
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ConfigError(
+            f"evaluate.capacity_per_csm must be a whole number >= 1, not {capacity!r}"
+        )
+    if rank_by not in RANK_BY:
+        raise ConfigError(f"backtest.rank_by must be one of {list(RANK_BY)}, not {rank_by!r}")
+    if isinstance(lead_days, bool) or not isinstance(lead_days, int) or lead_days < 0:
+        raise ConfigError(f"backtest.lead_days must be a whole number >= 0, not {lead_days!r}")
+    return capacity, rank_by, lead_days
+
+
+def _json_ready(metrics: dict[str, float]) -> dict[str, float | None]:
+    """NaN (a figure with nothing to measure) as null: strict JSON has no NaN."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
+def run_backtest(
+    params: dict,
+    interim_dir: Path,
+    models_dir: Path,
+    out_metrics: Path,
+    out_weekly: Path,
+) -> dict[str, float]:
+    """The backtest stage's edge: weekly features over the test period, score, list, measure.
+
+    Reads the validated tables in `interim_dir` and the model in `models_dir`; writes the
+    figures (JSON, DVC metrics) to `out_metrics` and the per-week figures (CSV) to `out_weekly`.
+    """
+    from features.definitions import settings_from_params
+    from pipeline.atomic import atomic_path, write_json
+    from pipeline.engines import EngineError, open_engine
+    from pipeline.featurize import build_features, day_number, present_tables, snapshot_dates
+    from pipeline.ingest import REPORT_NAME
+    from pipeline.params import ConfigError, as_of_timestamp, section
+    from pipeline.train import load_model
+
+    interim_dir = Path(interim_dir)
+    capacity, rank_by, lead_days = backtest_settings(params)
+    feat_cfg = section(params, "features")
+    as_of = as_of_timestamp(params).date()
+    try:
+        settings = settings_from_params(params, day_number(as_of))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"features section of params.yaml is incomplete: {err}") from err
+    report_path = interim_dir / REPORT_NAME
+    if not report_path.is_file():
+        raise BacktestError(f"{report_path} not found: run `churn ingest` first")
+    tables = present_tables(json.loads(report_path.read_text()))
+
+    model = load_model(models_dir)
+    try:
+        split = model.info["split"]
+        start, end = (pd.Timestamp(split[k]).date() for k in ("test_start", "test_end"))
+    except (KeyError, ValueError) as err:
+        raise BacktestError(f"{models_dir}: training info has no usable test split: {err}") from err
+    end = min(end, as_of)
+    weeks = snapshot_dates(start, end, "weekly")
+    if not weeks:
+        raise BacktestError(f"the test period {start} to {end} holds no Monday to replay")
+    log.info(
+        "backtest: %d weeks from %s to %s, capacity %d, by %s",
+        len(weeks),
+        weeks[0],
+        weeks[-1],
+        capacity,
+        rank_by,
+    )
+
+    name = str(feat_cfg.get("engine", "duckdb"))
+    try:
+        engine = open_engine(name, feat_cfg.get(name) or {})
+        try:
+            features = build_features(engine, interim_dir, tables, weeks, settings)
+        finally:
+            engine.close()
+    except EngineError as err:
+        raise BacktestError(str(err)) from err
+    table = features.table
+    if table.empty:
+        raise BacktestError(f"no active accounts in the weeks {weeks[0]} to {weeks[-1]}")
+
+    accounts = pd.read_parquet(interim_dir / "accounts.parquet", columns=["account_id", "csm_id"])
+    scored = scored_frame(table, model.predict(table), accounts)
+    decided_by = as_of - timedelta(days=settings.renewal_grace_days)
+    scored = censor_undecided(scored, decided_by=decided_by)
+    lists = weekly_lists(scored, capacity=capacity, rank_by=rank_by)
+    weekly = weekly_figures(lists, scored)
+    metrics = backtest_metrics(lists, scored, lead_days=lead_days)
+
+    write_json(_json_ready(metrics), Path(out_metrics))
+    with atomic_path(Path(out_weekly)) as tmp:
+        weekly.round(6).to_csv(tmp, index=False)
+    log.info(
+        "backtest: precision at capacity %.3f, churned ARR flagged %d+ days ahead %.3f, "
+        "week-over-week Jaccard %.3f",
+        metrics["backtest_precision_at_capacity"],
+        lead_days,
+        metrics["backtest_lead_time_arr_share"],
+        metrics["backtest_jaccard_week_over_week"],
+    )
+    return metrics

@@ -1,0 +1,126 @@
+"""Training: split, errors, determinism, calibration and model behaviour on real rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.registry import build_registry
+from pipeline.train import (
+    Calibrator,
+    TrainingError,
+    check_trainable,
+    fit_calibrator,
+    labelled,
+    load_model,
+    out_of_time_split,
+    run_train,
+)
+
+
+def test_split_periods_are_ordered_with_a_label_horizon_gap():
+    dates = pd.Series(pd.date_range("2024-01-01", "2026-10-01", freq="MS").date)
+    split = out_of_time_split(dates, valid_months=3, test_months=6, gap_days=365)
+    assert split.train_end < split.valid_start <= split.valid_end < split.test_start
+    assert (split.test_start - split.train_end).days >= 365
+    assert (split.test_start - split.valid_end).days >= 365
+    assert str(split.test_end) == "2026-10-01"
+    assigned = split.assign(dates)
+    assert set(assigned.dropna()) == {"train", "valid", "test"}
+    # every train snapshot is before every test snapshot by at least the horizon
+    gap = pd.Timestamp(split.test_start) - pd.to_datetime(dates[assigned == "train"]).max()
+    assert gap.days >= 365
+
+
+def test_split_too_short_for_the_gap_is_a_clear_error():
+    dates = pd.Series(pd.date_range("2025-01-01", "2025-12-01", freq="MS").date)
+    with pytest.raises(TrainingError, match="too short"):
+        out_of_time_split(dates, valid_months=3, test_months=6, gap_days=365)
+
+
+def test_single_class_or_too_few_rows_stop_with_a_clear_error():
+    with pytest.raises(TrainingError, match="single class"):
+        check_trainable(pd.Series([0.0] * 500), name="train")
+    with pytest.raises(TrainingError, match="labelled rows"):
+        check_trainable(pd.Series([0.0, 1.0] * 10), name="train")
+    with pytest.raises(TrainingError, match="churned rows"):
+        check_trainable(pd.Series([0.0] * 495 + [1.0] * 5), name="valid")
+
+
+def test_training_on_one_class_fails_end_to_end(medium_demo, tmp_path):
+    table = pd.read_parquet(medium_demo["features"])
+    table.loc[table["churned"].notna(), "churned"] = 0.0
+    path = tmp_path / "features.parquet"
+    table.to_parquet(path)
+    with pytest.raises(TrainingError, match="single class"):
+        run_train(medium_demo["params"], path, tmp_path / "models")
+
+
+def test_calibrator_is_monotone_and_round_trips():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=2000)
+    y = (rng.random(2000) < 1 / (1 + np.exp(-(raw - 1)))).astype(float)
+    for method in ("isotonic", "platt"):
+        cal = fit_calibrator(raw, y, method=method)
+        grid = np.linspace(-4, 4, 50)
+        p = cal(grid)
+        assert np.all(np.diff(p) >= 0) and p.min() >= 0 and p.max() <= 1
+        again = Calibrator.from_json(cal.to_json())
+        np.testing.assert_array_equal(again(grid), p)
+    with pytest.raises(TrainingError, match="isotonic or platt"):
+        fit_calibrator(raw, y, method="beta")
+
+
+def test_same_data_params_and_seed_give_an_identical_model(medium_demo, tmp_path):
+    run_train(medium_demo["params"], medium_demo["features"], tmp_path / "again")
+    first = (medium_demo["models"] / "model.txt").read_bytes()
+    assert (tmp_path / "again" / "model.txt").read_bytes() == first
+    for name in ("calibrator.json", "feature_schema.json", "training_info.json"):
+        assert (tmp_path / "again" / name).read_text() == (medium_demo["models"] / name).read_text()
+    table = pd.read_parquet(medium_demo["features"])
+    a = load_model(medium_demo["models"]).predict(table)
+    b = load_model(tmp_path / "again").predict(table)
+    np.testing.assert_array_equal(a, b)
+
+
+def _real_rows(medium_demo) -> tuple[pd.DataFrame, object]:
+    table = pd.read_parquet(medium_demo["features"])
+    return labelled(table).sample(400, random_state=1), load_model(medium_demo["models"])
+
+
+@pytest.mark.parametrize(
+    ("feature", "step", "direction"),
+    [
+        ("sla_breaches_90d", 3.0, +1),
+        ("first_response_breaches_90d", 2.0, +1),
+        ("resolution_breaches_30d", 2.0, +1),
+        ("tickets_open_past_sla", 2.0, +1),
+        ("trained_user_share", -0.3, +1),  # lower coverage may never lower the risk
+    ],
+)
+def test_more_breaches_or_less_training_never_lowers_risk(medium_demo, feature, step, direction):
+    rows, model = _real_rows(medium_demo)
+    base = model.predict(rows)
+    changed = rows.copy()
+    values = changed[feature].fillna(0.0) + step
+    changed[feature] = values.clip(lower=0.0, upper=1.0 if "share" in feature else None)
+    moved = model.predict(changed)
+    assert np.all((moved - base) * direction >= -1e-12), f"{feature} lowered risk somewhere"
+
+
+def test_renaming_accounts_changes_nothing(medium_demo):
+    rows, model = _real_rows(medium_demo)
+    renamed = rows.assign(account_id="X" + rows["account_id"].astype(str).str[::-1])
+    np.testing.assert_array_equal(model.predict(rows), model.predict(renamed))
+
+
+def test_schema_records_monotone_constraints_from_the_registry(medium_demo):
+    model = load_model(medium_demo["models"])
+    registry = {f.name: f for f in build_registry((30, 90))}
+    constraints = dict(zip(model.feature_names, model.schema["monotone_constraints"], strict=True))
+    assert constraints["sla_breaches_90d"] == 1
+    assert constraints["trained_user_share"] == -1
+    for name, value in constraints.items():
+        if value:
+            assert registry[name].monotone
