@@ -114,12 +114,15 @@ def log_training_run(
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    from pipeline.train import design_matrix, load_model
+    from pipeline.train import load_model
 
     model = load_model(models_dir)
     table = pd.read_parquet(features_path)
-    example = design_matrix(table.head(200), model.schema)
-    probabilities = model.predict(table.head(200))
+    example = table.head(200)[model.feature_names].copy()
+    for column in model.schema["features"]:
+        if column["dtype"] == "category":  # served as JSON text; the model restores the levels
+            example[column["name"]] = example[column["name"]].astype("object")
+    probabilities = model.predict(example)
     flat: dict[str, str] = {}
     for section in ("base", "features", "train", "evaluate"):
         if section in params:
@@ -138,12 +141,20 @@ def log_training_run(
                 "split": str(model.info["split"]),
             }
         )
-        info = mlflow.lightgbm.log_model(
-            model.booster,
+        from pipeline.pyfunc_model import ChurnModel
+
+        package_root = Path(__file__).resolve().parents[1]
+        info = mlflow.pyfunc.log_model(
             name="model",
+            python_model=ChurnModel(),
+            artifacts={"model_dir": str(models_dir)},
+            code_paths=[str(package_root / "pipeline"), str(package_root / "features")],
             signature=infer_signature(example, probabilities),
             input_example=example.head(5),
-            pip_requirements=[f"lightgbm=={_version('lightgbm')}", f"pandas=={_version('pandas')}"],
+            pip_requirements=[
+                f"{name}=={_version(name)}"
+                for name in ("lightgbm", "pandas", "numpy", "scikit-learn", "mlflow", "pyarrow")
+            ],
             registered_model_name=registered_model,
         )
         mlflow.log_artifacts(str(models_dir), artifact_path="model_files")

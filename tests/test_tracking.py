@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.tracking import decide_champion, log_training_run, resolve_tracking_uri
@@ -78,6 +80,23 @@ def test_runs_are_logged_with_params_metrics_tags_and_model(tracked):
     model = mlflow.pyfunc.load_model(f"runs:/{first['run_id']}/model")
     assert model.metadata.signature is not None
     assert model.metadata.get_input_schema().input_names()[0] == "active_users_30d"
+
+
+def test_registered_model_serves_calibrated_probabilities(tracked, medium_demo):
+    """The champion loaded by alias gives the same probabilities as the model on disk."""
+    import mlflow
+
+    from pipeline.train import load_model
+
+    uri = tracked[0]
+    mlflow.set_tracking_uri(uri)
+    served = mlflow.pyfunc.load_model("models:/test-churn-model@champion")
+    table = pd.read_parquet(medium_demo["features"]).head(50)
+    local = load_model(medium_demo["models"])
+    rows = table[local.feature_names].astype({"segment": "object", "plan": "object"})
+    got = np.asarray(served.predict(rows), dtype=float)
+    np.testing.assert_allclose(got, local.predict(table), rtol=1e-12)
+    assert ((got >= 0) & (got <= 1)).all()
 
 
 def test_champion_alias_follows_the_recorded_decisions(tracked):
