@@ -30,12 +30,18 @@ def repo(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["simulate"]["n_accounts"] = 150
+    params["simulate"]["n_accounts"] = 400
+    params["features"]["duckdb"] = {"threads": 1, "memory_limit": None}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for args in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         assert _run(args, work).returncode == 0
     result = _run(["dvc", "repro"], work)
     assert result.returncode == 0, result.stdout + result.stderr
+    for args in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"],
+    ):
+        assert _run(args, work).returncode == 0
     return work
 
 
@@ -48,7 +54,7 @@ def test_dvc_repro_produces_validated_tables(repo):
     assert report["rows_quarantined"] == 0, report
     assert report["tables_unavailable"] == []
     accounts = pd.read_parquet(interim / "accounts.parquet")
-    assert len(accounts) == 150
+    assert len(accounts) == 400
     events = pd.read_parquet(interim / "usage_events")
     assert len(events) == report["tables"]["usage_events"]["rows_accepted"] > 0
     assert (repo / "data" / "ground_truth").is_dir()
@@ -64,6 +70,51 @@ def test_dvc_repro_produces_point_in_time_features(repo):
     assert summary["families_unavailable"] == []
     assert 0 < summary["churned_rows"] < summary["labelled_rows"]
     assert features["churned"].isna().sum() == summary["censored_rows"] > 0
+
+
+@pytest.mark.slow
+def test_dvc_repro_trains_evaluates_and_tracks(repo):
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    required = {
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+        "lift_top_decile",
+        "health_score_roc_auc",
+        "logreg_roc_auc",
+        "oracle_roc_auc",
+        "oracle_pr_auc",
+    }
+    assert required <= set(metrics)
+    for name in ("model.txt", "calibrator.json", "feature_schema.json"):
+        assert (repo / "models" / name).is_file()
+    run = json.loads((repo / "reports" / "mlflow_run.json").read_text())
+    assert run["version"] == "1" and run["champion"]["promoted"]
+    assert (repo / "mlflow.db").is_file()
+    backtest = json.loads((repo / "reports" / "backtest.json").read_text())
+    assert backtest["backtest_weeks"] > 0
+
+
+@pytest.mark.slow
+def test_experiments_metrics_diff_and_plots_diff(repo):
+    """What the README tells a data scientist to run, in a scratch repository."""
+    exp = _run(["dvc", "exp", "run", "-S", "train.lightgbm.learning_rate=0.1"], repo)
+    assert exp.returncode == 0, exp.stdout + exp.stderr
+    assert "Running stage 'train'" in exp.stdout
+    assert "Running stage 'simulate'" not in exp.stdout
+    diff = _run(["dvc", "metrics", "diff", "--json"], repo)
+    assert diff.returncode == 0, diff.stderr
+    changes = json.loads(diff.stdout)
+    assert "roc_auc" in changes["reports/metrics.json"]
+    plots = _run(["dvc", "plots", "diff", "-o", "plots_html"], repo)
+    assert plots.returncode == 0, plots.stderr
+    assert (repo / "plots_html" / "index.html").is_file()
+    shown = _run(["dvc", "exp", "show", "--json"], repo)
+    assert shown.returncode == 0 and "learning_rate" in shown.stdout
+    restore = _run(["git", "checkout", "--", "."], repo)
+    assert restore.returncode == 0
+    assert _run(["dvc", "checkout", "-q"], repo).returncode == 0
 
 
 @pytest.mark.slow
