@@ -57,6 +57,7 @@ class DuckDBEngine:
             self._con.execute(f"SET memory_limit = '{memory_limit}'")
 
     def register_parquet(self, name: str, path: Path) -> None:
+        self._built.clear()  # new inputs: snapshot-independent views must be rebuilt
         source = _parquet_glob(Path(path)).replace("'", "''")
         self._con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{source}')"
@@ -127,6 +128,7 @@ class SparkEngine:
         self._built: set[str] = set()
 
     def register_parquet(self, name: str, path: Path) -> None:
+        self._built.clear()  # new inputs: snapshot-independent views must be rebuilt
         self._spark.read.parquet(_parquet_glob(Path(path))).createOrReplaceTempView(name)
 
     def register_frame(self, name: str, frame: pd.DataFrame) -> None:

@@ -102,3 +102,28 @@ def test_snapshot_batches_give_the_same_table(small_demo):
     finally:
         engine.close()
     pd.testing.assert_frame_equal(whole.table, batched.table)
+
+
+def test_one_engine_reused_on_other_data_rebuilds_everything(small_demo, tmp_path):
+    """Views built once per dataset must not leak from one dataset into the next."""
+    interim, report, config = small_demo
+    tables = present_tables(report)
+    fixture_interim, fixture_tables_present = ingest_tables(fixture_tables(), tmp_path)
+    engine = DuckDBEngine(threads=1)
+    try:
+        build_features(
+            engine,
+            fixture_interim,
+            fixture_tables_present,
+            FIXTURE_DATES,
+            _settings(config.as_of_date),
+        )
+        reused = build_features(engine, interim, tables, DATES, _settings(config.as_of_date))
+    finally:
+        engine.close()
+    fresh_engine = DuckDBEngine(threads=1)
+    try:
+        fresh = build_features(fresh_engine, interim, tables, DATES, _settings(config.as_of_date))
+    finally:
+        fresh_engine.close()
+    pd.testing.assert_frame_equal(reused.table, fresh.table)
