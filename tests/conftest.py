@@ -148,6 +148,14 @@ def small_demo(tmp_path_factory):
     return root / "interim", report, config
 
 
+def feature_settings(as_of) -> FeatureSettings:  # noqa: F821 - imported lazily
+    """The default feature settings (params.yaml) with the data's as-of date."""
+    from features.definitions import settings_from_params
+    from pipeline.featurize import day_number
+
+    return settings_from_params(default_params(), day_number(as_of))
+
+
 def default_params() -> dict:
     """The repository's params.yaml as a dict (tests override what they need)."""
     import yaml

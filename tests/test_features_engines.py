@@ -10,7 +10,8 @@ import pytest
 from features.definitions import FeatureSettings
 from features.registry import build_registry
 from pipeline.engines import DuckDBEngine, EngineError, SparkEngine, open_engine, to_spark_sql
-from pipeline.featurize import build_features, day_number, feature_summary, present_tables
+from pipeline.featurize import build_features, feature_summary, present_tables
+from tests.conftest import feature_settings
 from tests.feature_fixtures import DATES as FIXTURE_DATES
 from tests.feature_fixtures import features_from_interim, fixture_tables, ingest_tables
 
@@ -18,14 +19,7 @@ DATES = [date(2024, 6, 1), date(2025, 3, 1), date(2026, 1, 1), date(2026, 11, 1)
 
 
 def _settings(as_of: date) -> FeatureSettings:
-    return FeatureSettings(
-        windows=(30, 90),
-        advanced_modules=("automation", "analytics", "api"),
-        priority_weights={"low": 1, "normal": 2, "high": 3, "urgent": 5},
-        label_horizon_days=365,
-        renewal_grace_days=30,
-        as_of_day=day_number(as_of),
-    )
+    return feature_settings(as_of)
 
 
 @pytest.fixture(scope="module")

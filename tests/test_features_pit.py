@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from features.definitions import FeatureSettings
 from pipeline.contract import TABLES, arrow_schema
 from pipeline.engines import DuckDBEngine
-from pipeline.featurize import LABEL, build_features, day_number, present_tables
+from pipeline.featurize import LABEL, build_features, present_tables
+from tests.conftest import feature_settings
 
 # What stamps a row (when it entered the world) and which later timestamps a row may carry.
 ROW_STAMP = {
@@ -41,14 +42,7 @@ LATER_STAMPS = {
 
 
 def _settings(as_of: date) -> FeatureSettings:
-    return FeatureSettings(
-        windows=(30, 90),
-        advanced_modules=("automation", "analytics", "api"),
-        priority_weights={"low": 1, "normal": 2, "high": 3, "urgent": 5},
-        label_horizon_days=365,
-        renewal_grace_days=30,
-        as_of_day=day_number(as_of),
-    )
+    return feature_settings(as_of)
 
 
 def _read(interim: Path, name: str) -> pd.DataFrame:
