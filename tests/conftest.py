@@ -10,6 +10,14 @@ import pytest
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 
 
+def pytest_configure(config):
+    # py4j logs "Closing down clientserver connection" at interpreter exit, after pytest has
+    # closed the log streams, which prints a spurious "Logging error" below the summary.
+    import logging
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
 def tiny_raw_tables() -> dict[str, pd.DataFrame]:
     """Two CSMs, three accounts and a little of everything, all valid."""
     return {
