@@ -15,6 +15,7 @@ env: $(VENV)/.synced
 # uv installs exactly what uv.lock pins; --inexact keeps pip and uv themselves in the venv.
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv sync --frozen --inexact --extra dev --python $(BIN)/python
 	@touch $@

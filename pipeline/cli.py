@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import shutil
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -155,27 +156,37 @@ def ingest(
     Rows that break a rule are quarantined with a reason; a table that breaks the contract as a
     whole stops the run with an error naming table, column and example rows.
     """
-    from pipeline.ingest import REPORT_NAME, ingest_source
-
     try:
-        params = load_params(params_path)
-        cfg = section(params, "ingest")
-        as_of = as_of_timestamp(params)
-        mapping = NameMapping(
-            tables=cfg.get("table_map") or {}, columns=cfg.get("column_map") or {}
-        )
-        src = open_source(source or cfg["source"], mapping=mapping, schema=cfg.get("schema"))
-        with _progress() as progress:
-            report = ingest_source(
-                src,
-                out,
-                as_of=as_of,
-                naive_timezone=cfg.get("naive_timezone"),
-                batch_rows=int(cfg.get("batch_rows", 1_000_000)),
-                progress=progress,
-            )
+        _ingest(load_params(params_path), source, out)
     except (ConfigError, SourceError, DataContractError) as err:
         _fail(err)
+
+
+def _parse_day(text: str) -> date:
+    """An --as-of option as a date, or a ConfigError that says what is wrong."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise ConfigError(f"--as-of {text!r} is not a date (YYYY-MM-DD)") from err
+
+
+def _ingest(params: dict, source: str | None, out: Path) -> None:
+    """Ingest as the params say (source, mapping, as-of date), with progress and a summary."""
+    from pipeline.ingest import REPORT_NAME, ingest_source
+
+    cfg = section(params, "ingest")
+    as_of = as_of_timestamp(params)
+    mapping = NameMapping(tables=cfg.get("table_map") or {}, columns=cfg.get("column_map") or {})
+    src = open_source(source or cfg["source"], mapping=mapping, schema=cfg.get("schema"))
+    with _progress() as progress:
+        report = ingest_source(
+            src,
+            out,
+            as_of=as_of,
+            naive_timezone=cfg.get("naive_timezone"),
+            batch_rows=int(cfg.get("batch_rows", 1_000_000)),
+            progress=progress,
+        )
     log.info(
         "ingested %s rows: %s accepted, %s quarantined (report: %s)",
         f"{report['rows_read']:,}",
@@ -383,6 +394,111 @@ def backtest(
 
 
 @app.command()
+def report(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    lists: Annotated[
+        Path | None,
+        typer.Option(
+            help="The score stage's lists, reports/lists/<as-of> (default: the base.as_of_date "
+            "week)."
+        ),
+    ] = None,
+    metrics: Annotated[Path, typer.Option(help="Metrics from `churn evaluate`.")] = Path(
+        "reports/metrics.json"
+    ),
+    plots: Annotated[Path, typer.Option(help="Curve CSVs from `churn evaluate`.")] = Path(
+        "reports/plots"
+    ),
+    backtest_path: Annotated[
+        Path, typer.Option("--backtest", help="Backtest metrics from `churn backtest`.")
+    ] = Path("reports/backtest.json"),
+    feature_summary: Annotated[
+        Path, typer.Option(help="Feature summary from `churn features`.")
+    ] = Path("reports/feature_summary.json"),
+    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
+    out: Annotated[Path, typer.Option(help="The leadership report (one self-contained HTML).")] = (
+        Path("reports/leadership.html")
+    ),
+) -> None:
+    """Write the leadership report: drivers of churn, ARR at risk, model trust, trend, model card.
+
+    Reads the lists, metrics and backtest the earlier stages wrote; computes no score again.
+    """
+    from pipeline.report import ReportError, run_report
+
+    try:
+        params = load_params(params_path)
+        if lists is None:
+            lists = Path("reports/lists") / as_of_timestamp(params).date().isoformat()
+        context = run_report(
+            params,
+            lists_dir=lists,
+            metrics_path=metrics,
+            plots_dir=plots,
+            backtest_path=backtest_path,
+            feature_summary_path=feature_summary,
+            models_dir=models,
+            out=out,
+        )
+    except (ConfigError, ReportError) as err:
+        _fail(err)
+    log.info("report as of %s -> %s", context.as_of, out)
+
+
+@app.command()
+def score(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Score at this date (YYYY-MM-DD); default: base.as_of_date."),
+    ] = None,
+    interim: Annotated[
+        Path, typer.Option(help="Validated tables (features, CSM ownership, freshness).")
+    ] = Path("data/interim"),
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A model directory, or an MLflow registry URI such as "
+            "models:/churn-model@champion (tracking URI from params mlflow.tracking_uri)."
+        ),
+    ] = "models",
+    reference: Annotated[
+        Path,
+        typer.Option(help="Feature table whose training-period rows are the drift reference."),
+    ] = Path("data/processed/features.parquet"),
+    mlflow_run: Annotated[
+        Path, typer.Option(help="Run id of a models/ directory (from `churn track`).")
+    ] = Path("reports/mlflow_run.json"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory; default: reports/lists/<as-of>."),
+    ] = None,
+) -> None:
+    """Score every active account, explain it and write each CSM's ranked at-risk list."""
+    from pipeline.score import ScoringError, run_score
+    from pipeline.train import TrainingError
+
+    try:
+        manifest = run_score(
+            load_params(params_path),
+            as_of=_parse_day(as_of) if as_of is not None else None,
+            interim_dir=interim,
+            model_ref=model,
+            reference_features=reference,
+            mlflow_run=mlflow_run,
+            out_dir=out,
+        )
+    except (ConfigError, ScoringError, TrainingError) as err:
+        _fail(err)
+    log.info(
+        "lists for %d CSMs as of %s, %d warnings",
+        len(manifest["csms"]),
+        manifest["as_of"],
+        len(manifest["warnings"]),
+    )
+
+
+@app.command()
 def registry(
     params_path: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
@@ -402,3 +518,158 @@ def contract() -> None:
     from pipeline.contract import contract_markdown
 
     typer.echo(contract_markdown(), nl=False)
+
+
+@app.command()
+def deliver(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    lists: Annotated[
+        Path | None,
+        typer.Option(
+            help="One week's lists, reports/lists/<as-of> (default: the base.as_of_date week)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Write one .eml file per CSM to the outbox; send nothing."),
+    ] = False,
+    outbox: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where --dry-run writes the .eml files "
+            "(default: reports/deliveries/<as-of>/outbox)."
+        ),
+    ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            help="The delivery log JSON (default: reports/deliveries/<as-of>/delivery.json).",
+        ),
+    ] = None,
+    resend: Annotated[
+        bool,
+        typer.Option(help="Send again the lists the delivery log already records as sent."),
+    ] = False,
+) -> None:
+    """Email each CSM their own list (HTML body, CSV attached) over SMTP.
+
+    SMTP settings come from the deliver section of params.yaml, the login from the environment
+    variables it names. Exit code 1 when some CSM's delivery failed (the others still go out;
+    a rerun sends only what is missing), 2 on a settings or manifest error (nothing sent).
+    """
+    from pipeline.deliver import DeliveryError, run_deliver
+
+    if outbox is not None and not dry_run:
+        _fail(ValueError("--outbox applies only with --dry-run"))
+    try:
+        params = load_params(params_path)
+        if lists is None:
+            lists = Path("reports/lists") / as_of_timestamp(params).date().isoformat()
+        result = run_deliver(
+            params, lists, dry_run=dry_run, outbox=outbox, log_path=log_file, resend=resend
+        )
+    except (ConfigError, DeliveryError) as err:
+        _fail(err)
+    _report_delivery(result)
+
+
+def _report_delivery(result) -> None:
+    """Log the delivery counts and every failure; exit 1 when any CSM's delivery failed."""
+    counts = result.counts
+    log.info(
+        "delivery as of %s: %d sent, %d dry-run, %d skipped (%d without email), %d failed; log: %s",
+        result.manifest.as_of,
+        counts["sent"],
+        counts["dry-run"],
+        counts["skipped"],
+        counts["skipped_no_email"],
+        counts["failed"],
+        result.log_path,
+    )
+    if counts["failed"]:
+        for outcome in result.outcomes:
+            if outcome.status == "failed":
+                log.error("not delivered to CSM %r: %s", outcome.csm_id, outcome.detail)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def weekly(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="The week's date, YYYY-MM-DD (e.g. $(date +%F) from cron); default: "
+            "base.as_of_date. Data stamped on or after it is quarantined as not yet happened."
+        ),
+    ] = None,
+    ingest_first: Annotated[
+        bool,
+        typer.Option(
+            "--ingest/--no-ingest",
+            help="Ingest the source named in params into --interim first (a fresh extract).",
+        ),
+    ] = True,
+    interim: Annotated[
+        Path, typer.Option(help="Validated tables (features, CSM ownership, freshness).")
+    ] = Path("data/interim"),
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A model directory, or an MLflow registry URI such as "
+            "models:/churn-model@champion."
+        ),
+    ] = "models",
+    reference: Annotated[
+        Path,
+        typer.Option(help="Feature table whose training-period rows are the drift reference."),
+    ] = Path("data/processed/features.parquet"),
+    mlflow_run: Annotated[
+        Path, typer.Option(help="Run id of a models/ directory (from `churn track`).")
+    ] = Path("reports/mlflow_run.json"),
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Write .eml files to reports/deliveries/<as-of>/outbox; send nothing."
+        ),
+    ] = False,
+) -> None:
+    """The weekly job (for cron): ingest the fresh extract, score the week, write each CSM's
+    list and email it, all at one as-of date.
+
+    Lists go to reports/lists/<as-of>, the delivery log to reports/deliveries/<as-of>. A rerun
+    the same week rescores and sends only what did not go out (or changed). Exit codes as for
+    `churn deliver`.
+    """
+    from pipeline.deliver import DeliveryError, run_deliver
+    from pipeline.score import ScoringError, run_score
+    from pipeline.train import TrainingError
+
+    try:
+        params = load_params(params_path)
+        if as_of is not None:
+            params["base"]["as_of_date"] = _parse_day(as_of).isoformat()
+        lists = Path("reports/lists") / as_of_timestamp(params).date().isoformat()
+        if ingest_first:
+            _ingest(params, None, interim)
+        run_score(
+            params,
+            as_of=None,
+            interim_dir=interim,
+            model_ref=model,
+            reference_features=reference,
+            mlflow_run=mlflow_run,
+            out_dir=lists,
+        )
+        result = run_deliver(params, lists, dry_run=dry_run)
+    except (
+        ConfigError,
+        SourceError,
+        DataContractError,
+        ScoringError,
+        TrainingError,
+        DeliveryError,
+    ) as err:
+        _fail(err)
+    _report_delivery(result)

@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.baselines import fit_logistic, health_risk, predict_logistic
 from pipeline.featurize import LABEL
 from pipeline.metrics import binary_metrics, curves, precision_recall_at_capacity
-from pipeline.train import LoadedModel, Split, design_matrix, labelled
+from pipeline.train import LoadedModel, Split, design_matrix, labelled, purge_overlap
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,17 @@ def split_from_info(info: dict) -> Split:
 
 
 def test_frame(table: pd.DataFrame, model: LoadedModel) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train rows, test rows) of the labelled table, by the split the model was trained with."""
+    """(train rows, test rows) of the labelled table, by the split the model was trained with:
+    the training rows purged the same way, so the baselines learn from exactly the model's."""
     known = labelled(table)
-    period = split_from_info(model.info).assign(known["snapshot_date"])
-    return known[period == "train"], known[period == "test"]
+    split = split_from_info(model.info)
+    period = split.assign(known["snapshot_date"])
+    train = purge_overlap(
+        known[period == "train"],
+        valid_start=split.valid_start,
+        grace_days=int(model.info["purge_grace_days"]),
+    )
+    return train, known[period == "test"]
 
 
 def attach_oracle(test: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:

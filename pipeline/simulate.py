@@ -8,12 +8,27 @@ the former but never the latter.
 How it works, in one paragraph: every account gets a latent health that follows a slow
 mean-reverting random walk over 30-day periods, and possibly one planted *trouble* (low usage
 depth, low training, SLA breaches, poor onboarding, low sentiment, no executive contact). Six
-latent *dimensions* (usage, training, support, sentiment, relationship, onboarding) are health
-plus account-specific noise, minus a large shift for the dimension hit by the trouble. Every
-observable table is drawn from exactly one dimension at the time of the event, and every
-renewal decision draws churn with a probability that is a sigmoid of the same dimensions
-averaged over the 90 days before the decision. So the signal the model must find is in the
-data, in the window a point-in-time feature builder looks at, and nowhere else.
+latent *dimensions* (usage, training, support, sentiment, relationship, onboarding) are mostly
+health plus a little account-specific texture, minus a large shift for the dimension hit by the
+trouble and a smaller one for the others (a troubled account disengages as a whole). Every
+observable table is drawn from its dimension at the time of the event, and every renewal
+decision draws churn with a probability that is a sigmoid of the same dimensions averaged over
+the 90 days before the decision, plus the segment, term, tenure and whether it is the first
+renewal; nothing else. Two things make it harder for a points-based health score than for a
+model, as in real CS data: onboarding decides the first renewal (DOMAIN.md: most churn is
+decided in the first months), and a dimension in deep trouble raises the risk faster than
+linearly ("watermelon" accounts, green on most rules and about to leave). So the signal the
+model must find is in the data, in the window a point-in-time feature builder looks at.
+
+Why it is built to be learnable: the ground truth's ``true_churn_probability`` is the oracle a
+model is measured against, so it must be the best prediction the data allows, not one that
+knows hidden things. Hence (1) no noise term inside the probability: the only randomness of a
+decision is the Bernoulli draw of the outcome; (2) the hidden, account-specific part of each
+dimension is small next to what many observations share (health, troubles), because a small
+account yields only a handful of tickets, NPS answers or CSM calls per quarter; (3) each
+dimension drives its observables steeply enough to stand out of their sampling noise, and
+stays visible (not floored at zero) under a trouble; (4) drivers a low-touch segment barely
+shows (SMB support and CSM relationship) weigh little on that segment's churn.
 
 Layout: pure core (``simulate_entities``, ``iter_usage_event_chunks``, ``realism_summary``) and
 one I/O edge (``write_simulation``). ``usage_events`` is generated and written chunk by chunk of
@@ -362,7 +377,7 @@ _PROFILES: tuple[_SegmentProfile, ...] = (
         plan_probs=(0.75, 0.25),
         annual_churn=0.15,
         portfolio=300,
-        tickets_per_month=0.35,
+        tickets_per_month=0.5,
         priority_probs=(0.35, 0.45, 0.15, 0.05),
         sla_first_response_hours=(48.0, 24.0, 8.0, 4.0),
         sla_resolution_hours=(240.0, 120.0, 48.0, 24.0),
@@ -381,7 +396,7 @@ _PROFILES: tuple[_SegmentProfile, ...] = (
         plan_probs=(0.7, 0.3),
         annual_churn=0.07,
         portfolio=80,
-        tickets_per_month=1.1,
+        tickets_per_month=1.5,
         priority_probs=(0.3, 0.45, 0.18, 0.07),
         sla_first_response_hours=(24.0, 12.0, 4.0, 2.0),
         sla_resolution_hours=(168.0, 72.0, 24.0, 12.0),
@@ -400,7 +415,7 @@ _PROFILES: tuple[_SegmentProfile, ...] = (
         plan_probs=(1.0,),
         annual_churn=0.058,
         portfolio=22,
-        tickets_per_month=2.6,
+        tickets_per_month=3.5,
         priority_probs=(0.25, 0.45, 0.2, 0.1),
         sla_first_response_hours=(12.0, 8.0, 2.0, 1.0),
         sla_resolution_hours=(120.0, 48.0, 16.0, 8.0),
@@ -430,26 +445,50 @@ _TROUBLE_DIM = {
 }
 #: Troubles present from the start (structural); the others appear later in the life.
 _TROUBLES_FROM_START = (1, 2, 4)
-_TROUBLE_SHIFT = 2.5
+#: Shift of the dimension a trouble hits, and of every other time-varying dimension (spillover:
+#: bad support or a lost sponsor also lowers usage and sentiment, so every trouble shows in the
+#: richest signal, usage, as well as in its own).
+_TROUBLE_SHIFT = 3.0
+_TROUBLE_SPILL = 0.8
 #: A trouble counts for a decision when it started at least this long before it.
 _TROUBLE_VISIBLE_DAYS = 45
-_HEALTH_LOADING = 0.5
-_IDIO_LOADING = 0.5
+#: A dimension = _HEALTH_LOADING * health + _IDIO_LOADING * account-specific offset. Health is
+#: seen through every table, the offset only through its own (sparse) one, hence the small
+#: offset loading.
+_HEALTH_LOADING = 0.6
+_IDIO_LOADING = 0.15
 _HEALTH_MEAN_SD = 0.8
-_HEALTH_AR = 0.9
-_HEALTH_STEP_SD = 0.3
+#: Monthly persistence and step of the health random walk: slow, so that a snapshot months
+#: before a renewal already says much about the state the decision will be taken in.
+_HEALTH_AR = 0.95
+_HEALTH_STEP_SD = 0.15
 #: Churn log-odds weights of the 90-day averages of the time-varying dimensions (sign: a
-#: healthy dimension lowers churn).
-_CHURN_WEIGHTS = np.array([0.45, 0.4, 0.45, 0.45, 0.45])
-_CHURN_NOISE_SD = 0.3
+#: healthy dimension lowers churn), one row per segment. Small accounts are low-touch: they
+#: rarely open tickets and seldom meet their CSM, so support and the relationship weigh on their
+#: decision far less than on an enterprise's, where the SLA and the executive sponsor matter.
+_CHURN_WEIGHTS = np.array(
+    [
+        # usage, training, support, sentiment, relationship
+        [0.55, 0.40, 0.25, 0.45, 0.10],  # smb
+        [0.45, 0.40, 0.45, 0.45, 0.45],  # mid_market
+        [0.40, 0.35, 0.50, 0.45, 0.60],  # enterprise
+    ]
+)
 _ONBOARDING_WEIGHT_LATE = 0.3
 _ONBOARDING_WEIGHT_EARLY = 1.0
+#: Extra onboarding weight and churn log-odds at an account's first renewal, whatever its term.
+_ONBOARDING_WEIGHT_FIRST_TERM = 0.8
+_FIRST_TERM_BONUS = 0.4
+#: Extra churn log-odds per unit a latent dimension falls below the knee (deep trouble).
+_SEVERITY_KNEE = -1.0
+_SEVERITY_WEIGHT = 0.6
 #: Extra churn log-odds of a decision at tenure t: _EARLY_BONUS * exp(-t / _EARLY_SCALE_DAYS).
 #: Most churn is decided in onboarding, so a monthly customer's first renewals are the riskiest.
-_EARLY_BONUS = 3.0
+_EARLY_BONUS = 3.5
 _EARLY_SCALE_DAYS = 60.0
-#: log-odds offset that brings the mean churn back to the segment target despite the spread.
-_CHURN_CALIBRATION = -0.55
+#: log-odds offset per segment that brings the mean churn back to the segment's target despite
+#: the spread of the drivers (the log-odds are convex: spread raises the mean).
+_CHURN_CALIBRATION = np.array([-2.2, -4.22, -4.155])
 
 _REGION_UTC_OFFSET_HOURS = np.array([-5.0, 1.0, 8.0, -3.0])
 _REGION_PROBS = (0.5, 0.3, 0.12, 0.08)
@@ -545,7 +584,9 @@ class _World:
         """Latent dimension ``which`` of accounts ``acct`` on days ``day``.
 
         The single definition every observable and every churn decision uses: it is what makes
-        the planted drivers visible in exactly the window the decision depends on.
+        the planted drivers visible in exactly the window the decision depends on. A trouble
+        lowers its own dimension by _TROUBLE_SHIFT from its onset, and the other time-varying
+        dimensions by _TROUBLE_SPILL (onboarding is fixed at signup and only feels its own).
         """
         acct = np.asarray(acct, dtype=np.int64)
         day = np.asarray(day, dtype=np.int64)
@@ -556,8 +597,12 @@ class _World:
             base = self.health[acct, period].astype(np.float64)
         out = _HEALTH_LOADING * base + _IDIO_LOADING * self.idio[acct, which].astype(np.float64)
         trouble_of_dim = next(t for t, d in _TROUBLE_DIM.items() if d == which)
-        hit = (self.trouble[acct] == trouble_of_dim) & (day >= self.trouble_onset_day[acct])
+        started = day >= self.trouble_onset_day[acct]
+        hit = (self.trouble[acct] == trouble_of_dim) & started
         out[hit] -= _TROUBLE_SHIFT
+        if which != _ONBOARDING:
+            spill = (self.trouble[acct] > 0) & (self.trouble[acct] != trouble_of_dim) & started
+            out[spill] -= _TROUBLE_SPILL
         return out
 
     def dims(self, acct: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -603,7 +648,7 @@ def _build_world(config: SimulationConfig) -> _World:
 
     onboarding = _HEALTH_LOADING * health_mean + _IDIO_LOADING * idio[:, _ONBOARDING]
     onboarding = onboarding - _TROUBLE_SHIFT * (trouble == TROUBLES.index("poor_onboarding"))
-    activation = np.clip(_sigmoid(1.0 + 0.6 * onboarding + 0.3 * health_mean), 0.2, 0.95)
+    activation = np.clip(_sigmoid(1.3 + 1.0 * onboarding), 0.05, 0.98)
     return _World(
         n_days=n_days,
         segment=segment,
@@ -643,7 +688,7 @@ def _add_months(start: date, day: np.ndarray, months: np.ndarray) -> np.ndarray:
 def _base_churn_logit(segment: np.ndarray, term_months: np.ndarray) -> np.ndarray:
     annual = np.array([p.annual_churn for p in _PROFILES])[segment]
     per_term = 1.0 - (1.0 - annual) ** (term_months / 12.0)
-    return _logit(per_term) + _CHURN_CALIBRATION
+    return _logit(per_term) + _CHURN_CALIBRATION[segment]
 
 
 def _decision_drivers(world: _World, acct: np.ndarray, decision_day: np.ndarray) -> np.ndarray:
@@ -659,16 +704,36 @@ def _decision_drivers(world: _World, acct: np.ndarray, decision_day: np.ndarray)
 
 
 def _churn_logit(
-    world: _World, acct: np.ndarray, drivers: np.ndarray, tenure: np.ndarray, term: np.ndarray
+    world: _World,
+    acct: np.ndarray,
+    drivers: np.ndarray,
+    tenure: np.ndarray,
+    term: np.ndarray,
+    first_term: np.ndarray,
 ) -> np.ndarray:
-    """Planted churn log-odds (without noise): the relationship the model has to learn."""
+    """Planted churn log-odds: the relationship the model has to learn.
+
+    Deliberately without a noise term: the decision's randomness is the Bernoulli draw of the
+    outcome, so the true probability is exactly what the drivers (all observable) imply.
+    The first renewal of a contract is where onboarding decides (DOMAIN.md: most churn is
+    decided in the first months), even for an annual term whose first renewal is a year out.
+    """
     early = np.exp(-tenure / _EARLY_SCALE_DAYS)
-    onboarding_weight = _ONBOARDING_WEIGHT_LATE + _ONBOARDING_WEIGHT_EARLY * early
+    onboarding_weight = (
+        _ONBOARDING_WEIGHT_LATE
+        + _ONBOARDING_WEIGHT_EARLY * early
+        + _ONBOARDING_WEIGHT_FIRST_TERM * first_term
+    )
+    # "Watermelon" accounts: one dimension in deep trouble outweighs fine scores elsewhere, so
+    # the risk grows faster than linearly below a knee (a points-based health score caps it).
+    deep = np.maximum(0.0, _SEVERITY_KNEE - drivers[:, :_N_DIMS]).sum(axis=1)
     return (
         _base_churn_logit(world.segment[acct], term)
-        - drivers[:, :5] @ _CHURN_WEIGHTS
+        - (drivers[:, :5] * _CHURN_WEIGHTS[world.segment[acct]]).sum(axis=1)
         - onboarding_weight * drivers[:, _ONBOARDING]
+        + _SEVERITY_WEIGHT * deep
         + _EARLY_BONUS * early
+        + _FIRST_TERM_BONUS * first_term
     )
 
 
@@ -721,8 +786,9 @@ def _simulate_contracts(config: SimulationConfig, world: _World) -> _Contracts:
         if d.size:
             tenure = end[d] - world.created_day[acct[d]]
             drv = _decision_drivers(world, acct[d], end[d])
-            logit = _churn_logit(world, acct[d], drv, tenure, term[d])
-            logit = logit + config.churn_logit_shift + rng.normal(0.0, _CHURN_NOISE_SD, d.size)
+            first_term = start[d] == world.created_day[acct[d]]
+            logit = _churn_logit(world, acct[d], drv, tenure, term[d], first_term)
+            logit = logit + config.churn_logit_shift
             prob[d] = _sigmoid(logit)
             drivers[d] = drv
             churned[d] = rng.random(d.size) < prob[d]
@@ -818,7 +884,7 @@ def _simulate_users(config: SimulationConfig, world: _World, contracts: _Contrac
     n0 = n0.astype(np.int64)
     acc0 = np.repeat(np.arange(n), n0)
     rank = np.arange(acc0.size) - np.repeat(np.cumsum(n0) - n0, n0)
-    invite_mean_days = 6.0 * np.exp(-0.6 * onboarding)
+    invite_mean_days = 10.0 * np.exp(-1.2 * onboarding)
     delay_days = rng.exponential(1.0, acc0.size) * invite_mean_days[acc0]
     delay_us = np.where(
         rank == 0,
@@ -894,7 +960,9 @@ class _UserTraits:
 def _user_traits(config: SimulationConfig, n_users: int) -> _UserTraits:
     rng = _rng(config, "user_traits")
     return _UserTraits(
-        propensity=rng.gamma(1.3, 1.0 / 1.3, n_users),
+        # moderate spread: a 5-user account's activity must mostly reflect the account, not
+        # which users it happens to have
+        propensity=rng.gamma(12.0, 1.0 / 12.0, n_users),
         dormant_u=rng.random(n_users),
         activation_u=rng.random(n_users),
     )
@@ -915,10 +983,13 @@ def _user_activity_window(
     Poor onboarding shows as more never-activated seats and a longer time to first use.
     """
     onboarding = world.dim(_ONBOARDING, account, world.created_day[account])
-    p_dormant = _sigmoid(-2.2 - 0.8 * onboarding)
+    p_dormant = _sigmoid(-2.0 - 1.8 * onboarding)
     dormant = traits.dormant_u[rows] < p_dormant
-    mean_delay = 2.0 * np.exp(-0.8 * onboarding)
-    delay = np.floor(-np.log1p(-traits.activation_u[rows]) * mean_delay).astype(np.int64)
+    mean_delay = 3.0 * np.exp(-1.4 * onboarding)
+    # Weibull (shape 2) quantile: a delay that tracks onboarding more tightly than an exponential
+    delay = np.floor(np.sqrt(-np.log1p(-traits.activation_u[rows])) * mean_delay / 0.886).astype(
+        np.int64
+    )
     first_day = created_us // _DAY_US + 1 + delay
     end_day = end_us // _DAY_US
     return first_day, end_day, dormant
@@ -942,14 +1013,14 @@ def _simulate_trainings(
     t_dim = world.dim(_TRAINING, users.account, first_day)
 
     # Onboarding course, in the first weeks after the user starts.
-    p_basic = _sigmoid(0.8 + 1.0 * t_dim) * np.where(dormant, 0.15, 1.0)
+    p_basic = _sigmoid(0.6 + 1.5 * t_dim) * np.where(dormant, 0.15, 1.0)
     take0 = rng.random(n_users) < p_basic
     enrolled0 = first_us + (rng.exponential(10.0, n_users) * _DAY_US).astype(np.int64)
     # Advanced courses later on, for users who stay and accounts that invest in enablement.
     n_adv = len(COURSES) - 1
     later_day = users.created_us // _DAY_US + rng.integers(30, 500, (n_users, n_adv)).T
     t_later = np.stack([world.dim(_TRAINING, users.account, d) for d in later_day])
-    p_adv = _sigmoid(-1.2 + 0.9 * t_later) * np.where(dormant, 0.1, 1.0)
+    p_adv = _sigmoid(-1.0 + 1.4 * t_later) * np.where(dormant, 0.1, 1.0)
     take_adv = rng.random((n_adv, n_users)) < p_adv
     enrolled_adv = later_day * _DAY_US + (rng.uniform(8, 18, (n_adv, n_users)) * _HOUR_US).astype(
         np.int64
@@ -967,11 +1038,11 @@ def _simulate_trainings(
 
     keep = enrolled < users.end_us[user]
     user, course, enrolled, t_dim_at = user[keep], course[keep], enrolled[keep], t_dim_at[keep]
-    completes = rng.random(user.size) < _sigmoid(1.4 + 0.8 * t_dim_at)
+    completes = rng.random(user.size) < _sigmoid(1.2 + 1.2 * t_dim_at)
     duration = (rng.exponential(4.0, user.size) * _DAY_US + _HOUR_US).astype(np.int64)
     completed = enrolled + duration
     completes &= completed < users.end_us[user]
-    score = np.clip(np.round(rng.normal(80.0 + 7.0 * t_dim_at, 9.0)), 0, 100)
+    score = np.clip(np.round(rng.normal(80.0 + 8.0 * t_dim_at, 7.0)), 0, 100)
     order = np.lexsort((enrolled, user))
     return {
         "user": user[order],
@@ -1029,8 +1100,8 @@ def _simulate_tickets(
     sla_resolve = np.array([p.sla_resolution_hours for p in _PROFILES])[t_seg, priority]
 
     support = world.dim(_SUPPORT, t_acct, opened // _DAY_US)
-    response_ratio = np.exp(rng.normal(-1.15 - 0.4 * support, 0.55))
-    resolve_ratio = np.exp(rng.normal(-0.8 - 0.4 * support, 0.6))
+    response_ratio = np.exp(rng.normal(-1.3 - 0.6 * support, 0.45))
+    resolve_ratio = np.exp(rng.normal(-0.9 - 0.6 * support, 0.5))
     first_response = opened + (response_ratio * sla_first * _HOUR_US).astype(np.int64)
     resolved = opened + (resolve_ratio * sla_resolve * _HOUR_US).astype(np.int64)
     resolved = np.maximum(resolved, first_response + 10 * 60 * 1_000_000)
@@ -1061,7 +1132,7 @@ def _simulate_touchpoints(
     base = np.array([p.touch_rates for p in _PROFILES])[seg]  # (cells, 4)
     kickoff = np.array([p.kickoff_meetings for p in _PROFILES])[seg] * (tenure < 60)
     # going dark: a weak relationship thins calls and meetings, and exec contact most of all
-    elasticity = np.array([0.35, 0.45, 0.6, 1.0])
+    elasticity = np.array([0.6, 0.7, 0.8, 1.2])
     rate = base * np.exp(relationship[:, None] * elasticity[None, :])
     rate[:, 1] += kickoff
     rate[:, 0] += kickoff * 0.5
@@ -1102,7 +1173,7 @@ def _simulate_nps(
         np.arange(user.size) - np.repeat(np.cumsum(n_waves) - n_waves, n_waves)
     )
     wave_day = ph[user] + k * wave_period
-    p_respond = 0.22 * np.where(dormant[user], 0.3, 1.0)
+    p_respond = 0.35 * np.where(dormant[user], 0.3, 1.0)
     answered = rng.random(user.size) < p_respond
     user, wave_day = user[answered], wave_day[answered]
     responded = wave_day * _DAY_US + (rng.exponential(2.0, user.size) * _DAY_US).astype(np.int64)
@@ -1110,7 +1181,7 @@ def _simulate_nps(
     user, responded = user[keep], responded[keep]
     acct = users.account[user]
     sentiment = world.dim(_SENTIMENT, acct, responded // _DAY_US)
-    score = np.clip(np.round(rng.normal(7.5 + 1.3 * sentiment, 1.5)), 0, 10).astype(np.int64)
+    score = np.clip(np.round(rng.normal(7.8 + 1.5 * sentiment, 1.1)), 0, 10).astype(np.int64)
     order = np.lexsort((responded, acct))
     return {
         "account": acct[order],
@@ -1382,7 +1453,7 @@ _EVENT_TYPE_NAMES = [e for m in MODULES for e in MODULE_EVENT_TYPES[m]]
 #: Extra actions per row beyond the first, by (module, event type) code: views repeat most.
 _COUNT_EXTRA = np.array([2.5 if k % 2 == 0 else 0.6 for k in range(2 * len(MODULES))])
 _WEEKDAY_FACTOR = np.array([1.0, 1.05, 1.05, 1.0, 0.85, 0.12, 0.08])
-_BASE_ACTIVITY = 0.2
+_BASE_ACTIVITY = 0.4
 #: Candidate user-days materialised at once while drawing daily activity.
 _USER_DAY_BATCH = 2_000_000
 
@@ -1473,14 +1544,17 @@ def _usage_chunk(
     usage = world.dim(_USAGE, np.repeat(acct, n_periods), np.tile(period_mid_day, k))
     usage = usage.reshape(k, n_periods)
     role_factor = np.array([1.3, 1.0, 0.5])[role]
+    # Nearly log-linear in the usage dimension over its whole range: a healthy account's users
+    # log in most days, a troubled one's thin out to a few days a month rather than to nothing,
+    # so how low usage is stays readable from the events.
     activity = (
         (_BASE_ACTIVITY * config.usage_intensity * 2.0)
         * (traits.propensity[rows] * role_factor)[:, None]
-        * _sigmoid(0.9 * usage)
+        * _sigmoid(-1.2 + 1.6 * usage)
     ).astype(np.float32)
     tenure = period_mid_day[None, :] - world.created_day[acct][:, None]
     maturity = 1.0 - np.exp(-np.maximum(tenure, 0) / 150.0)
-    depth = (maturity * _sigmoid(0.3 + 1.5 * usage)).astype(np.float32).ravel()
+    depth = (maturity * _sigmoid(0.5 + 1.2 * usage)).astype(np.float32).ravel()
     activity = activity.ravel()
     del usage, tenure, maturity
 

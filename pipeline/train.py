@@ -243,6 +243,20 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table[table[LABEL].notna()]
 
 
+def purge_overlap(train: pd.DataFrame, *, valid_start: date, grace_days: int) -> pd.DataFrame:
+    """Training rows whose renewal is decided before the validation period starts.
+
+    Monthly snapshots of one account share the outcome of its next renewal, so a training row
+    from December and a validation row from January can carry the very same label. Early
+    stopping and calibration then reward memorising those accounts, which inflates the number of
+    trees and skews the calibration. Dropping ("purging") the training rows whose renewal is
+    decided (renewal date + grace) on or after the first validation day leaves no renewal
+    outcome in both periods.
+    """
+    decided = pd.to_datetime(train["renewal_date"]) + pd.Timedelta(days=grace_days)
+    return train[decided < pd.Timestamp(valid_start)]
+
+
 def train_model(
     table: pd.DataFrame,
     features: list[Feature],
@@ -253,11 +267,13 @@ def train_model(
     valid_months: int,
     test_months: int,
     gap_days: int,
+    grace_days: int,
     calibration: str,
     monotone: bool,
     seed: int,
 ) -> TrainedModel:
-    """Split out of time, fit LightGBM with early stopping, calibrate on validation."""
+    """Split out of time, purge shared renewals, fit LightGBM with early stopping, calibrate
+    on validation."""
     known = labelled(table)
     split = out_of_time_split(
         known["snapshot_date"],
@@ -267,6 +283,10 @@ def train_model(
     )
     period = split.assign(known["snapshot_date"])
     parts = {name: known[period == name] for name in ("train", "valid", "test")}
+    before = len(parts["train"])
+    parts["train"] = purge_overlap(
+        parts["train"], valid_start=split.valid_start, grace_days=grace_days
+    )
     for name, part in parts.items():
         check_trainable(part[LABEL], name=name)
     schema = feature_schema(parts["train"], features)
@@ -291,6 +311,8 @@ def train_model(
     info = {
         "split": split.as_dict(),
         "rows": {name: len(part) for name, part in parts.items()},
+        "purged_train_rows": before - len(parts["train"]),
+        "purge_grace_days": grace_days,
         "churned": {name: int((part[LABEL] == 1).sum()) for name, part in parts.items()},
         "best_iteration": int(booster.best_iteration),
         "calibration": calibration,
@@ -380,6 +402,7 @@ def run_train(params: dict, features_path, models_dir) -> TrainedModel:
         valid_months=int(cfg["valid_months"]),
         test_months=int(cfg["test_months"]),
         gap_days=int(feat_cfg["label_horizon_days"]),
+        grace_days=int(section(params, "base")["renewal_grace_days"]),
         calibration=str(cfg.get("calibration", "isotonic")),
         monotone=bool(cfg.get("monotone_constraints", True)),
         seed=int(section(params, "base")["seed"]),

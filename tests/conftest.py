@@ -185,7 +185,7 @@ def medium_demo(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("medium_demo")
     params = default_params()
-    config = SimulationConfig(n_accounts=500, seed=11)
+    config = SimulationConfig(n_accounts=500, seed=11, start_date=params["simulate"]["start_date"])
     write_simulation(config, root / "raw", root / "truth")
     as_of = pd.Timestamp(config.as_of_date, tz="UTC")
     ingest_source(DirectorySource(root / "raw"), root / "interim", as_of=as_of)
@@ -201,3 +201,72 @@ def medium_demo(tmp_path_factory):
         "models": root / "models",
         "truth": root / "truth" / "renewal_decisions.parquet",
     }
+
+
+# Account and CSM names that attack spreadsheets (formula injection) and HTML pages.
+HOSTILE_NAMES = [
+    '=HYPERLINK("http://x","y")',
+    "+cmd",
+    "@SUM(1)",
+    "-2+3",
+    "<script>alert(1)</script>",
+]
+
+
+@pytest.fixture(scope="session")
+def scored_demo(medium_demo, tmp_path_factory):
+    """medium_demo scored at its as-of date by `run_score`, on a copy of its validated tables
+    whose account names (and two CSM names) are hostile.
+
+    Returns a dict: out (the lists directory), interim (the copy), manifest, params.
+    """
+    import copy
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.score import run_score
+
+    root = tmp_path_factory.mktemp("scored_demo")
+    interim = root / "interim"
+    shutil.copytree(medium_demo["interim"], interim)
+    for table, column, count in (("accounts", "account_name", None), ("csms", "name", 2)):
+        path = interim / f"{table}.parquet"
+        original = pq.read_table(path)
+        frame = original.to_pandas()
+        rows = len(frame) if count is None else count
+        names = HOSTILE_NAMES if count is None else HOSTILE_NAMES[::-1]
+        frame.loc[: rows - 1, column] = [names[i % len(names)] for i in range(rows)]
+        pq.write_table(pa.Table.from_pandas(frame, schema=original.schema), path)
+    params = copy.deepcopy(medium_demo["params"])
+    manifest = run_score(
+        params,
+        as_of=None,
+        interim_dir=interim,
+        model_ref=str(medium_demo["models"]),
+        reference_features=medium_demo["features"],
+        mlflow_run=None,
+        out_dir=root / "lists",
+    )
+    return {
+        "out": root / "lists",
+        "interim": interim,
+        "manifest": manifest,
+        "params": params,
+        "models": medium_demo["models"],
+        "features": medium_demo["features"],
+        "truth": medium_demo["root"] / "truth" / "accounts.parquet",
+    }
+
+
+@pytest.fixture(scope="session")
+def demo_repo(medium_demo, scored_demo, tmp_path_factory):
+    """medium_demo's outputs (evaluated, backtested, scored) laid out like a checkout after
+    `dvc repro`: the leadership report and the notebooks read it. See tests/report_fixtures.py.
+    """
+    from tests.report_fixtures import build_demo_repo
+
+    return build_demo_repo(
+        medium_demo, scored_demo["out"], tmp_path_factory.mktemp("demo_repo") / "repo"
+    )

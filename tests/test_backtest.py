@@ -472,7 +472,8 @@ def trained_company(tmp_path_factory):
     from pipeline.train import save_model, train_model
 
     root = tmp_path_factory.mktemp("backtest_company")
-    config = SimulationConfig(n_accounts=400, seed=11)
+    # five years, so that the purged training period keeps enough rows
+    config = SimulationConfig(n_accounts=400, seed=11, start_date="2021-11-01")
     write_simulation(config, root / "raw", root / "truth")
     as_of = pd.Timestamp(config.as_of_date, tz="UTC")
     report = ingest_source(DirectorySource(root / "raw"), root / "interim", as_of=as_of)
@@ -499,6 +500,7 @@ def trained_company(tmp_path_factory):
         valid_months=3,
         test_months=6,
         gap_days=settings.label_horizon_days,
+        grace_days=settings.renewal_grace_days,
         calibration="isotonic",
         monotone=True,
         seed=1,

@@ -105,7 +105,9 @@ def test_minimum_quality_on_a_small_fixed_demo(medium_demo, tmp_path):
         tmp_path / "plots",
         medium_demo["truth"],
     )
-    assert metrics["roc_auc"] >= 0.6
-    assert metrics["lift_top_decile"] >= 1.5
-    assert metrics["ece"] <= 0.1
-    assert metrics["oracle_roc_auc"] >= metrics["roc_auc"] - 0.25
+    # measured on this demo (seed 11): roc_auc 0.83, lift 4.4, ece 0.02, oracle gap 0.12; the
+    # test period holds only ~30 churned rows, so the floors leave room for that noise
+    assert metrics["roc_auc"] >= 0.75
+    assert metrics["lift_top_decile"] >= 3.0
+    assert metrics["ece"] <= 0.05
+    assert metrics["oracle_roc_auc"] - metrics["roc_auc"] <= 0.15

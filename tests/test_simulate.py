@@ -408,6 +408,54 @@ def test_each_trouble_raises_churn(large):
     assert (planted.drop("none") > planted["none"]).all()
 
 
+def test_true_probability_is_exactly_what_the_recorded_drivers_imply(large, large_config):
+    """No hidden per-decision noise: the oracle is a function of segment, term, tenure, whether
+    it is the first renewal, and the 90-day drivers the decision records, so a model that sees
+    those signals can approach it."""
+    decisions = large["truth_renewal_decisions"]
+    world = simulate._build_world(large_config)
+    acct = decisions["account_id"].str[1:].astype(int).to_numpy() - 1
+    drivers = decisions[[*simulate._LATENT_COLUMNS, "latent_health"]].to_numpy()
+    first_term = (
+        decisions.groupby("account_id")["decision_date"].transform("min")
+        == decisions["decision_date"]
+    )
+    planted = simulate._churn_logit(
+        world,
+        acct,
+        drivers,
+        decisions["tenure_days"].to_numpy(),
+        decisions["term_months"].to_numpy(),
+        first_term.to_numpy(),
+    )
+    observed = simulate._logit(decisions["true_churn_probability"].to_numpy())
+    assert abs(observed - planted - large_config.churn_logit_shift).max() < 1e-9
+
+
+def test_troubles_spill_into_usage(medium, medium_usage):
+    """A trouble that is not about usage (support, sentiment, sponsor) still thins usage out
+    after its onset: the account disengages as a whole, so every trouble shows in usage."""
+    truth = medium["truth_accounts"].set_index("account_id")
+    accounts = medium["accounts"].set_index("account_id")
+    since = AS_OF - pd.Timedelta(days=120)
+    recent = medium_usage[medium_usage["occurred_at"] >= since]
+    user_days = (
+        recent.assign(day=recent["occurred_at"].dt.floor("D"))
+        .drop_duplicates(["user_id", "day"])
+        .groupby("account_id")
+        .size()
+    )
+    live = truth.index[~truth["churned"] & (accounts["created_at"] < since - pd.Timedelta(days=90))]
+    seats = medium["contracts"].groupby("account_id")["seats"].last().reindex(live)
+    per_seat = user_days.reindex(live, fill_value=0) / seats
+    trouble = truth["trouble"].reindex(live)
+    late = trouble.isin(["sla_breaches", "low_sentiment", "no_exec_contact"]) & (
+        truth["trouble_onset_at"].reindex(live) < since
+    )
+    assert late.sum() > 30
+    assert per_seat[late].mean() < 0.75 * per_seat[trouble == "none"].mean()
+
+
 def test_latent_health_lowers_churn(large):
     decisions = large["truth_renewal_decisions"]
     tercile = pd.qcut(decisions["latent_health"], 3, labels=["low", "mid", "high"])

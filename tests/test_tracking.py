@@ -67,7 +67,7 @@ def tracked(medium_demo, tmp_path_factory):
     return uri, root, first, second, third
 
 
-def test_runs_are_logged_with_params_metrics_tags_and_model(tracked):
+def test_runs_are_logged_with_params_metrics_tags_and_model(tracked, medium_demo):
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -75,7 +75,8 @@ def test_runs_are_logged_with_params_metrics_tags_and_model(tracked):
     mlflow.set_tracking_uri(uri)
     run = MlflowClient().get_run(first["run_id"])
     assert run.data.metrics["roc_auc"] == 0.75
-    assert run.data.params["train.lightgbm.max_depth"] == "5"
+    depth = medium_demo["params"]["train"]["lightgbm"]["max_depth"]
+    assert run.data.params["train.lightgbm.max_depth"] == str(depth)
     assert len(run.data.tags["data_md5"]) == 32 and "git_commit" in run.data.tags
     model = mlflow.pyfunc.load_model(f"runs:/{first['run_id']}/model")
     assert model.metadata.signature is not None

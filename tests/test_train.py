@@ -15,6 +15,7 @@ from pipeline.train import (
     labelled,
     load_model,
     out_of_time_split,
+    purge_overlap,
     run_train,
 )
 
@@ -31,6 +32,36 @@ def test_split_periods_are_ordered_with_a_label_horizon_gap():
     # every train snapshot is before every test snapshot by at least the horizon
     gap = pd.Timestamp(split.test_start) - pd.to_datetime(dates[assigned == "train"]).max()
     assert gap.days >= 365
+
+
+def test_purge_leaves_no_renewal_outcome_in_training_and_validation():
+    train = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b", "c"],
+            "snapshot_date": pd.to_datetime(
+                ["2024-10-01", "2024-12-01", "2024-12-01", "2024-11-01"]
+            ),
+            "renewal_date": pd.to_datetime(
+                ["2024-11-15", "2025-03-01", "2024-12-10", "2024-12-20"]
+            ),
+        }
+    )
+    kept = purge_overlap(train, valid_start=pd.Timestamp("2025-01-01").date(), grace_days=14)
+    # a's December row shares its March renewal with January's validation rows; c's renewal is
+    # decided only on Jan 3 (Dec 20 + 14 days grace), after validation has begun
+    assert kept["renewal_date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-11-15", "2024-12-10"]
+
+
+def test_trained_model_shares_no_renewal_with_its_validation_period(medium_demo):
+    table = labelled(pd.read_parquet(medium_demo["features"]))
+    info = load_model(medium_demo["models"]).info
+    valid_start = pd.Timestamp(info["split"]["valid_start"])
+    grace = medium_demo["params"]["base"]["renewal_grace_days"]
+    snap = pd.to_datetime(table["snapshot_date"])
+    train = table[snap <= pd.Timestamp(info["split"]["train_end"])]
+    decided_late = pd.to_datetime(train["renewal_date"]) + pd.Timedelta(days=grace) >= valid_start
+    assert info["purged_train_rows"] == int(decided_late.sum()) > 0
+    assert info["rows"]["train"] == len(train) - info["purged_train_rows"]
 
 
 def test_split_too_short_for_the_gap_is_a_clear_error():

@@ -1,0 +1,961 @@
+"""Score stage: every active account at an as-of date, explained and put on its CSM's list.
+
+What a CSM sees on Monday is built here: point-in-time features at the as-of date (the same
+definitions as training, one snapshot), the model's calibrated churn probability, a risk band,
+expected ARR at risk (probability x ARR), days to renewal, SHAP reason codes and the ranked,
+flagged list per CSM. The same model rescored a week earlier gives the "risen / fallen since
+last week" flags, and the last `score.trend_weeks` weeks give the trend for leadership.
+
+Trust checks come first, because a list built on the wrong model or stale data is worse than
+none: scoring refuses a model whose feature schema does not match the features this data and
+these params produce (naming the missing and extra features); it warns (log, manifest, on the
+lists) when a top model feature drifted from the training data (PSI) and when a source table is
+empty or stale.
+
+Each output is stamped with the as-of date, the model version (MLflow run id) and the data
+version (the DVC hash of the validated tables), so any past list can be reproduced, and the
+same inputs give byte-identical files.
+
+Layout: pure core functions over frames (`check_feature_schema`, `score_accounts`,
+`feature_drift`, `source_warnings`, `render_outputs`...) and the I/O edge (`run_score`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.registry import Feature
+from pipeline.explain import explain, moved_most, reason_codes, shap_values
+from pipeline.lists import list_flags, rank_lists, render_lists
+from pipeline.train import LoadedModel, design_matrix
+
+log = logging.getLogger(__name__)
+
+RANK_BY = ("expected_arr_at_risk", "probability")
+# When each table's rows happened: the column that says how fresh the table is.
+STAMP_COLUMNS = {
+    "accounts": "created_at",
+    "contracts": "start_date",
+    "users": "created_at",
+    "usage_events": "occurred_at",
+    "trainings": "enrolled_at",
+    "support_tickets": "opened_at",
+    "nps_responses": "responded_at",
+    "csm_touchpoints": "occurred_at",
+}
+ACCOUNT_COLUMNS = [
+    "as_of",
+    "account_id",
+    "account_name",
+    "csm_id",
+    "csm_name",
+    "csm_email",
+    "segment",
+    "region",
+    "industry",
+    "plan",
+    "tenure_days",
+    "first_90_days",
+    "arr",
+    "raw_score",
+    "probability",
+    "risk_band",
+    "expected_arr_at_risk",
+    "renewal_date",
+    "days_to_renewal",
+    "renewal_soon",
+    "on_list",
+    "list_rank",
+    "new_on_list",
+    "probability_last_week",
+    "probability_change",
+    "change",
+    "moved_most_feature",
+    "moved_most",
+    "reasons",
+    "plays",
+    "context",
+    "top_families",
+    "top_features",
+]
+TREND_COLUMNS = ["week", "n_accounts", "arr_total", "expected_arr_at_risk", "mean_probability"]
+
+
+class ScoringError(ValueError):
+    """Scoring cannot run, or would not be trustworthy, with this model, data or setting."""
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """The `score` section of params.yaml (plus the capacity shared with evaluation)."""
+
+    capacity_per_csm: int
+    rank_by: str = "expected_arr_at_risk"
+    high_risk: float = 0.35
+    medium_risk: float = 0.15
+    top_reasons: int = 3
+    renewal_window_days: int = 90
+    change_threshold: float = 0.05
+    trend_weeks: int = 8
+    psi_warn: float = 0.25
+    drift_top_features: int = 10
+    drift_bins: int = 10
+    stale_after_days: dict[str, int] = field(default_factory=dict)
+
+
+def _whole(value, name: str, minimum: int) -> int:
+    from pipeline.params import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+def _fraction(value, name: str) -> float:
+    from pipeline.params import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ConfigError(f"{name} must be a number between 0 and 1, not {value!r}")
+    return float(value)
+
+
+def score_settings(params: dict) -> ScoreSettings:
+    """Validated settings from `score` and `evaluate.capacity_per_csm` (clear errors)."""
+    from pipeline.contract import TABLES
+    from pipeline.params import ConfigError, section
+
+    cfg = section(params, "score")
+    capacity = _whole(
+        section(params, "evaluate").get("capacity_per_csm"), "evaluate.capacity_per_csm", 1
+    )
+    rank_by = cfg.get("rank_by", "expected_arr_at_risk")
+    if rank_by not in RANK_BY:
+        raise ConfigError(f"score.rank_by must be one of {list(RANK_BY)}, not {rank_by!r}")
+    bands = cfg.get("risk_bands") or {}
+    if not isinstance(bands, dict) or set(bands) != {"high", "medium"}:
+        raise ConfigError(f"score.risk_bands must set exactly high and medium, not {bands!r}")
+    high = _fraction(bands["high"], "score.risk_bands.high")
+    medium = _fraction(bands["medium"], "score.risk_bands.medium")
+    if medium > high:
+        raise ConfigError(f"score.risk_bands: medium ({medium}) is above high ({high})")
+    drift = cfg.get("drift") or {}
+    if not isinstance(drift, dict):
+        raise ConfigError("score.drift must be a section of settings")
+    psi_warn = drift.get("psi_warn", 0.25)
+    if isinstance(psi_warn, bool) or not isinstance(psi_warn, int | float) or psi_warn <= 0:
+        raise ConfigError(f"score.drift.psi_warn must be a number > 0, not {psi_warn!r}")
+    stale = cfg.get("stale_after_days") or {}
+    if not isinstance(stale, dict):
+        raise ConfigError("score.stale_after_days must map table names to days")
+    unknown = sorted(set(stale) - set(STAMP_COLUMNS))
+    if unknown:
+        known = sorted(t for t in STAMP_COLUMNS if t in TABLES)
+        raise ConfigError(f"score.stale_after_days: unknown tables {unknown}; known: {known}")
+    threshold = cfg.get("change_threshold", 0.05)
+    return ScoreSettings(
+        capacity_per_csm=capacity,
+        rank_by=rank_by,
+        high_risk=high,
+        medium_risk=medium,
+        top_reasons=_whole(cfg.get("top_reasons", 3), "score.top_reasons", 1),
+        renewal_window_days=_whole(
+            cfg.get("renewal_window_days", 90), "score.renewal_window_days", 0
+        ),
+        change_threshold=_fraction(threshold, "score.change_threshold"),
+        trend_weeks=_whole(cfg.get("trend_weeks", 8), "score.trend_weeks", 1),
+        psi_warn=float(psi_warn),
+        drift_top_features=_whole(drift.get("top_features", 10), "score.drift.top_features", 1),
+        drift_bins=_whole(drift.get("bins", 10), "score.drift.bins", 2),
+        stale_after_days={
+            str(t): _whole(d, f"score.stale_after_days.{t}", 0) for t, d in sorted(stale.items())
+        },
+    )
+
+
+# --- trust checks ----------------------------------------------------------------------------
+
+
+def check_feature_schema(
+    names: list[str],
+    schema: dict,
+    *,
+    registry: list[Feature] | None = None,
+    tables_present: set[str] | None = None,
+) -> None:
+    """Refuse to score when the model's features and the scoring table's features differ.
+
+    `names` are the features these data and params produce; `schema` the model's
+    feature_schema.json. A model silently fed a different table gives wrong scores that look
+    right, so any missing or extra feature (or a category/number mismatch) is an error that
+    names them, and the tables whose absence explains the missing ones.
+    """
+    expected = [c["name"] for c in schema.get("features", [])]
+    missing = [n for n in expected if n not in names]
+    extra = [n for n in names if n not in expected]
+    by_name = {f.name: f for f in registry or []}
+    trained_as = {c["name"]: c["dtype"] for c in schema.get("features", [])}
+    mistyped = [
+        n
+        for n, dtype in trained_as.items()
+        if n in names and n in by_name and (by_name[n].dtype == "category") != (dtype == "category")
+    ]
+    if not (missing or extra or mistyped):
+        return
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} model features missing from the scoring table: {missing}")
+        absent = sorted(
+            {t for n in missing if n in by_name for t in by_name[n].tables}
+            - set(tables_present or set())
+        )
+        if tables_present is not None and absent:
+            problems.append(f"(their tables are absent or empty in the validated data: {absent})")
+    if extra:
+        problems.append(
+            f"{len(extra)} features in the scoring table the model was not trained on: {extra}"
+        )
+    if mistyped:
+        problems.append(f"features whose type differs from training: {mistyped}")
+    raise ScoringError(
+        "the model's feature schema does not match the scoring table: "
+        + "; ".join(problems)
+        + ". Score with the model trained on these features (feature_schema.json), or retrain "
+        "(`dvc repro`) after changing features.windows or the input tables."
+    )
+
+
+def risk_bands(probability: np.ndarray, *, high: float, medium: float) -> pd.Series:
+    """'high' at or above `high`, 'medium' at or above `medium`, else 'low'."""
+    p = np.asarray(probability, dtype=float)
+    bands = np.where(p >= high, "high", np.where(p >= medium, "medium", "low"))
+    return pd.Series(bands, dtype="string")
+
+
+def psi(reference: pd.Series, current: pd.Series, *, bins: int, categorical: bool) -> float:
+    """Population stability index of `current` against `reference`.
+
+    Numbers: buckets at the reference's quantiles (ties merged), plus one for missing values;
+    categories: one bucket per level plus missing. Empty buckets count as 0.01% so the index
+    stays finite. Rules of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift.
+    """
+    eps = 1e-4
+
+    def shares(codes: np.ndarray, n_buckets: int) -> np.ndarray:
+        counts = np.bincount(codes, minlength=n_buckets).astype(float)
+        return np.clip(counts / max(len(codes), 1), eps, None)
+
+    if len(reference) == 0 or len(current) == 0:
+        return math.nan
+    if categorical:
+        ref = reference.astype("string").fillna("\0missing")
+        cur = current.astype("string").fillna("\0missing")
+        levels = sorted(set(ref.unique()) | set(cur.unique()))
+        lookup = {v: i for i, v in enumerate(levels)}
+        ref_codes = ref.map(lookup).to_numpy(dtype=np.int64)
+        cur_codes = cur.map(lookup).to_numpy(dtype=np.int64)
+        n_buckets = len(levels)
+    else:
+        ref_values = reference.to_numpy(dtype=float, na_value=np.nan)
+        cur_values = current.to_numpy(dtype=float, na_value=np.nan)
+        known = ref_values[~np.isnan(ref_values)]
+        edges = (
+            np.unique(np.quantile(known, np.linspace(0, 1, bins + 1)[1:-1]))
+            if len(known)
+            else np.empty(0)
+        )
+        n_buckets = len(edges) + 2  # the last bucket holds missing values
+
+        def codes(values: np.ndarray) -> np.ndarray:
+            out = np.searchsorted(edges, values, side="right")
+            return np.where(np.isnan(values), n_buckets - 1, out)
+
+        ref_codes, cur_codes = codes(ref_values), codes(cur_values)
+    expected = shares(ref_codes, n_buckets)
+    actual = shares(cur_codes, n_buckets)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def feature_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, model: LoadedModel, *, bins: int
+) -> pd.DataFrame:
+    """PSI of every model feature, training rows against scored rows, with its importance rank.
+
+    The importance rank is by total gain in the model (1 = most important): drift in a feature
+    the model barely uses matters little.
+    """
+    gain = dict(
+        zip(
+            model.booster.feature_name(),
+            model.booster.feature_importance("gain"),
+            strict=True,
+        )
+    )
+    rows = []
+    for column in model.schema["features"]:
+        name = column["name"]
+        rows.append(
+            {
+                "feature": name,
+                "psi": psi(
+                    reference[name],
+                    current[name],
+                    bins=bins,
+                    categorical=column["dtype"] == "category",
+                ),
+                "gain": float(gain.get(name, 0.0)),
+            }
+        )
+    out = pd.DataFrame(rows, columns=["feature", "psi", "gain"])
+    out = out.sort_values(["gain", "feature"], ascending=[False, True], kind="stable")
+    out["importance_rank"] = np.arange(1, len(out) + 1)
+    return out.reset_index(drop=True)
+
+
+def drift_warnings(drift: pd.DataFrame, *, psi_warn: float, top_features: int) -> list[dict]:
+    """One warning per top-`top_features` feature whose PSI exceeds `psi_warn`."""
+    top = drift[drift["importance_rank"] <= top_features]
+    out = []
+    for rec in top[top["psi"] > psi_warn].to_dict("records"):
+        out.append(
+            {
+                "kind": "drift",
+                "message": (
+                    f"feature {rec['feature']} (importance rank {rec['importance_rank']}) has "
+                    f"drifted from the training data: PSI {rec['psi']:.2f} > {psi_warn:g}; "
+                    "scores that lean on it are less reliable"
+                ),
+                "feature": rec["feature"],
+                "psi": round(float(rec["psi"]), 4),
+                "threshold": psi_warn,
+                "importance_rank": int(rec["importance_rank"]),
+            }
+        )
+    return out
+
+
+def source_warnings(
+    report: dict,
+    latest: dict[str, date | None],
+    *,
+    as_of: date,
+    stale_after_days: dict[str, int],
+) -> list[dict]:
+    """Warnings about source tables: empty (in the validation report, or no row before the
+    as-of date) or stale (the latest row is more than `stale_after_days[table]` days old).
+
+    `latest` maps each present table with a time column to the date of its latest row before
+    the as-of date (None when it has none).
+    """
+    out = []
+    for name, entry in sorted(report.get("tables", {}).items()):
+        if entry.get("status") == "empty":
+            out.append(
+                {
+                    "kind": "empty_table",
+                    "table": name,
+                    "message": f"table {name} is empty in the validated data "
+                    "(validation_report.json): features that need it are missing",
+                }
+            )
+    for name, when in sorted(latest.items()):
+        if when is None:
+            out.append(
+                {
+                    "kind": "empty_table",
+                    "table": name,
+                    "message": f"table {name} holds no rows before the as-of date {as_of}",
+                }
+            )
+            continue
+        limit = stale_after_days.get(name)
+        age = (as_of - when).days
+        if limit is not None and age > limit:
+            out.append(
+                {
+                    "kind": "stale_table",
+                    "table": name,
+                    "latest": str(when),
+                    "days_old": age,
+                    "threshold_days": limit,
+                    "message": f"table {name} looks stale: its latest row is from {when}, "
+                    f"{age} days before the as-of date {as_of} (more than {limit})",
+                }
+            )
+    return out
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreResult:
+    """What scoring one as-of date produces, before it is written."""
+
+    accounts: pd.DataFrame  # one row per active account (ACCOUNT_COLUMNS)
+    shap: pd.DataFrame  # account_id + one SHAP column per model feature
+    features: pd.DataFrame  # account_id + the feature values scored
+    trend: pd.DataFrame  # TREND_COLUMNS, one row per week
+    base_value: float
+    additivity_gap: float
+
+
+def weeks_to_score(as_of: date, trend_weeks: int) -> list[date]:
+    """The as-of date and the weeks before it that scoring needs (oldest first): at least the
+    previous week (for the flags) and `trend_weeks` weeks ending at as-of (for the trend)."""
+    return sorted(as_of - timedelta(weeks=k) for k in range(max(trend_weeks, 2)))
+
+
+def _owners(accounts: pd.DataFrame, csms: pd.DataFrame | None) -> pd.DataFrame:
+    """account_id -> account_name, region, industry, csm_id, csm_name, csm_email."""
+    wanted = ["account_id", "account_name", "region", "industry", "csm_id"]
+    owners = accounts.reindex(columns=wanted).astype("string")
+    if owners["account_id"].duplicated().any():
+        raise ScoringError("accounts table has duplicate account_id values")
+    if csms is not None and len(csms):
+        people = csms.reindex(columns=["csm_id", "name", "email"]).astype("string")
+        people = people.drop_duplicates("csm_id").rename(
+            columns={"name": "csm_name", "email": "csm_email"}
+        )
+        owners = owners.merge(people, on="csm_id", how="left", validate="many_to_one")
+    else:
+        owners = owners.assign(csm_name=pd.NA, csm_email=pd.NA)
+    owners["csm_name"] = owners["csm_name"].fillna(owners["csm_id"]).astype("string")
+    owners["csm_email"] = owners["csm_email"].astype("string")
+    return owners
+
+
+def _base_frame(table: pd.DataFrame, probability: np.ndarray, owners: pd.DataFrame):
+    out = table[["account_id", "arr", "renewal_date"]].assign(
+        probability=probability, expected_arr_at_risk=probability * table["arr"].to_numpy()
+    )
+    return out.merge(owners[["account_id", "csm_id"]], on="account_id", how="left")
+
+
+def score_accounts(
+    weekly: pd.DataFrame,
+    model: LoadedModel,
+    features: list[Feature],
+    accounts: pd.DataFrame,
+    csms: pd.DataFrame | None,
+    *,
+    as_of: date,
+    settings: ScoreSettings,
+    num_threads: int = 0,
+) -> ScoreResult:
+    """Score, explain and list every account active at `as_of`.
+
+    `weekly` is the point-in-time feature table for `weeks_to_score(as_of, ...)` (it may hold
+    more weeks; rows of other dates are ignored); `features` the registry entries of the
+    model's features; `accounts` and `csms` the validated tables (ownership, names). The
+    previous week is rescored with the same model for the flags, and the trend weeks for the
+    trend.
+    """
+    weeks = weeks_to_score(as_of, settings.trend_weeks)
+    previous_week = as_of - timedelta(weeks=1)
+    names = model.feature_names
+    table = weekly[weekly["snapshot_date"].isin(weeks)].reset_index(drop=True)
+    now_mask = (table["snapshot_date"] == as_of).to_numpy()
+    if not now_mask.any():
+        raise ScoringError(f"no account has an active contract on {as_of}: nothing to score")
+    X = design_matrix(table, model.schema)
+    raw = np.asarray(model.booster.predict(X, raw_score=True, num_threads=num_threads), dtype=float)
+    probability = model.calibrator(raw)
+
+    now = table[now_mask].sort_values("account_id", kind="stable")
+    order = now.index.to_numpy()
+    now = now.reset_index(drop=True)
+    X_now = X.iloc[order].reset_index(drop=True)
+    raw_now, p_now = raw[order], probability[order]
+    shap, base_value, gap = explain(model.booster, X_now, raw_now, num_threads=num_threads)
+
+    owners = _owners(accounts, csms)
+    scored = _base_frame(now, p_now, owners)
+    scored["list_rank"] = rank_lists(
+        scored, capacity=settings.capacity_per_csm, rank_by=settings.rank_by
+    ).to_numpy()
+    renewal = pd.to_datetime(now["renewal_date"])
+    scored["days_to_renewal"] = (renewal - pd.Timestamp(as_of)).dt.days.astype("int64")
+
+    before_mask = (table["snapshot_date"] == previous_week).to_numpy()
+    before = _base_frame(table[before_mask], probability[before_mask], owners)
+    before["list_rank"] = (
+        rank_lists(before, capacity=settings.capacity_per_csm, rank_by=settings.rank_by)
+        if len(before)
+        else pd.Series(dtype="Int64")
+    ).to_numpy()
+    flags = list_flags(
+        scored,
+        before,
+        renewal_window_days=settings.renewal_window_days,
+        change_threshold=settings.change_threshold,
+    )
+
+    values_now = now[names]
+    reasons = reason_codes(shap, values_now, now["segment"], features, top_n=settings.top_reasons)
+    movers = _movers(scored, flags, table, before_mask, X, shap, values_now, model, features)
+
+    by_account = owners.set_index("account_id")
+    out = pd.DataFrame(
+        {
+            "as_of": [as_of] * len(now),
+            "account_id": now["account_id"].astype("string"),
+            "account_name": now["account_id"].map(by_account["account_name"]),
+            "csm_id": scored["csm_id"].astype("string"),
+            "csm_name": now["account_id"].map(by_account["csm_name"]),
+            "csm_email": now["account_id"].map(by_account["csm_email"]),
+            "segment": now["segment"].astype("string"),
+            "region": now["account_id"].map(by_account["region"]),
+            "industry": now["account_id"].map(by_account["industry"]),
+            "plan": now["plan"].astype("string"),
+            "tenure_days": now["tenure_days"].astype("Int64"),
+            "first_90_days": now["in_first_90_days"].fillna(0).astype(bool),
+            "arr": now["arr"].astype("float64"),
+            "raw_score": raw_now,
+            "probability": p_now,
+            "risk_band": risk_bands(p_now, high=settings.high_risk, medium=settings.medium_risk),
+            "expected_arr_at_risk": scored["expected_arr_at_risk"].to_numpy(),
+            "renewal_date": now["renewal_date"],
+            "days_to_renewal": scored["days_to_renewal"],
+            "renewal_soon": flags["renewal_soon"],
+            "on_list": scored["list_rank"].notna().to_numpy(),
+            "list_rank": scored["list_rank"].astype("Int64"),
+            "new_on_list": flags["new_on_list"],
+            "probability_last_week": flags["probability_last_week"],
+            "probability_change": flags["probability_change"],
+            "change": flags["change"],
+            "moved_most_feature": movers["moved_most_feature"],
+            "moved_most": movers["moved_most"],
+            **{c: reasons[c] for c in reasons.columns},
+        }
+    )
+    for column in ("account_name", "csm_name", "csm_email", "region", "industry"):
+        out[column] = out[column].astype("string")
+    trend = weekly_trend(table, probability, weeks[-settings.trend_weeks :])
+    shap_out = pd.concat([now[["account_id"]], shap], axis=1)
+    features_out = pd.concat([now[["account_id"]], values_now], axis=1)
+    return ScoreResult(out[ACCOUNT_COLUMNS], shap_out, features_out, trend, base_value, gap)
+
+
+def _movers(scored, flags, table, before_mask, X, shap, values_now, model, features):
+    """The driver that moved most, for listed accounts that rose or fell since last week.
+
+    Only those rows are explained a second time (last week's SHAP values), which keeps the
+    cost of the flags at a list's size, not the whole book's.
+    """
+    moved = (
+        scored["list_rank"].notna() & flags["change"].isin(["risen", "fallen"]).fillna(False)
+    ).to_numpy()
+    empty = pd.DataFrame(
+        {"moved_most_feature": pd.NA, "moved_most": pd.NA}, index=scored.index
+    ).astype("string")
+    if not moved.any():
+        return empty
+    before_rows = table.index[before_mask]
+    position = pd.Series(before_rows, index=table.loc[before_mask, "account_id"].to_numpy())
+    idx = np.flatnonzero(moved)
+    rows_before = position.loc[scored["account_id"].to_numpy()[idx]].to_numpy()
+    shap_before, _ = shap_values(model.booster, X.loc[rows_before])
+    shap_before.index = idx
+    values_before = table.loc[rows_before, model.feature_names].set_index(pd.Index(idx))
+    found = moved_most(
+        shap.iloc[idx],
+        shap_before,
+        values_now.iloc[idx],
+        values_before,
+        flags["probability_change"].iloc[idx].astype(float),
+        features,
+    )
+    empty.loc[idx, ["moved_most_feature", "moved_most"]] = found.to_numpy()
+    return empty
+
+
+def weekly_trend(table: pd.DataFrame, probability: np.ndarray, weeks: list[date]) -> pd.DataFrame:
+    """Accounts, ARR, expected ARR at risk and mean probability per scored week."""
+    frame = pd.DataFrame(
+        {
+            "week": table["snapshot_date"].to_numpy(),
+            "arr": table["arr"].to_numpy(dtype=float),
+            "probability": probability,
+        }
+    )
+    frame = frame[frame["week"].isin(weeks)]
+    frame["expected"] = frame["probability"] * frame["arr"]
+    grouped = frame.groupby("week", sort=True).agg(
+        n_accounts=("arr", "size"),
+        arr_total=("arr", "sum"),
+        expected_arr_at_risk=("expected", "sum"),
+        mean_probability=("probability", "mean"),
+    )
+    grouped = grouped.reindex(sorted(weeks))
+    grouped["n_accounts"] = grouped["n_accounts"].fillna(0).astype("int64")
+    return grouped.rename_axis("week").reset_index()[TREND_COLUMNS]
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """A frame as Parquet bytes; the same frame always gives the same bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    return sink.getvalue()
+
+
+def trend_csv(trend: pd.DataFrame) -> str:
+    lines = [",".join(TREND_COLUMNS)]
+    for rec in trend.to_dict("records"):
+        lines.append(
+            f"{rec['week']},{int(rec['n_accounts'])},{_fixed(rec['arr_total'], 2)},"
+            f"{_fixed(rec['expected_arr_at_risk'], 2)},{_fixed(rec['mean_probability'], 6)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _fixed(value: float, digits: int) -> str:
+    return (
+        ""
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (f"{float(value):.{digits}f}")
+    )
+
+
+def render_outputs(
+    result: ScoreResult,
+    *,
+    stamp: dict,
+    warnings: list[dict],
+    settings: ScoreSettings,
+    drift: pd.DataFrame | None,
+) -> dict[str, bytes]:
+    """Every file of `reports/lists/<as-of>/`, as relative path -> bytes.
+
+    manifest.json (stamps, warnings, one entry per CSM), accounts.parquet, shap.parquet,
+    features.parquet, trend.csv and csm/<id>.csv|html. Nothing here depends on the clock.
+    """
+    files, csm_entries = render_lists(
+        result.accounts,
+        stamp=stamp,
+        warnings=warnings,
+        rank_by=settings.rank_by,
+        renewal_window_days=settings.renewal_window_days,
+    )
+    accounts = result.accounts
+    manifest = {
+        "as_of": str(stamp["as_of"]),
+        "model_version": stamp["model_version"],
+        "model_source": stamp["model_source"],
+        "data_version": stamp["data_version"],
+        "rank_by": settings.rank_by,
+        "capacity_per_csm": settings.capacity_per_csm,
+        "base_value": result.base_value,
+        "warnings": warnings,
+        "csms": csm_entries,
+        "n_accounts": len(accounts),
+        "n_listed": int(accounts["on_list"].sum()),
+        "n_unassigned": int(accounts["csm_id"].isna().sum()),
+        "arr_total": round(float(accounts["arr"].sum()), 2),
+        "expected_arr_at_risk": round(float(accounts["expected_arr_at_risk"].sum()), 2),
+        "risk_bands": {"high": settings.high_risk, "medium": settings.medium_risk},
+        "risk_band_counts": {
+            band: int((accounts["risk_band"] == band).sum()) for band in ("high", "medium", "low")
+        },
+        "previous_week": str(stamp["as_of"] - timedelta(weeks=1)),
+        "trend_weeks": settings.trend_weeks,
+        "shap_method": "lightgbm_pred_contrib",
+        "additivity_max_error": float(f"{result.additivity_gap:.3g}"),
+        "drift_checked": drift is not None,
+        "drift": []
+        if drift is None
+        else [
+            {
+                "feature": rec["feature"],
+                "psi": None if math.isnan(rec["psi"]) else round(float(rec["psi"]), 4),
+                "importance_rank": int(rec["importance_rank"]),
+            }
+            for rec in drift.to_dict("records")
+        ],
+        "files": {
+            "accounts": "accounts.parquet",
+            "shap": "shap.parquet",
+            "features": "features.parquet",
+            "trend": "trend.csv",
+        },
+    }
+    files["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+    files["accounts.parquet"] = parquet_bytes(accounts)
+    files["shap.parquet"] = parquet_bytes(result.shap)
+    files["features.parquet"] = parquet_bytes(result.features)
+    files["trend.csv"] = trend_csv(result.trend).encode("utf-8")
+    return dict(sorted(files.items()))
+
+
+# --- I/O edge --------------------------------------------------------------------------------
+
+
+def dvc_dir_hash(directory: Path) -> str:
+    """The hash DVC records for a directory output (`<md5>.dir` in dvc.lock).
+
+    DVC hashes the JSON list of {md5, relpath} of every file, sorted by path; computing it the
+    same way lets a list name the exact validated data it was scored on.
+    """
+    from pipeline.tracking import file_md5
+
+    directory = Path(directory)
+    entries = sorted(
+        (
+            {"md5": file_md5(p), "relpath": p.relative_to(directory).as_posix()}
+            for p in directory.rglob("*")
+            if p.is_file()
+        ),
+        key=lambda e: e["relpath"],
+    )
+    payload = json.dumps(entries, sort_keys=True).encode("utf-8")
+    return hashlib.md5(payload).hexdigest() + ".dir"
+
+
+def latest_stamps(interim_dir: Path, tables: set[str], as_of: date) -> dict[str, date | None]:
+    """Date of each present table's latest row before `as_of` (None: no such row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    out: dict[str, date | None] = {}
+    cutoff = pd.Timestamp(as_of, tz="UTC")
+    for name in sorted(set(tables) & set(STAMP_COLUMNS)):
+        column = STAMP_COLUMNS[name]
+        path = interim_dir / name if name == "usage_events" else interim_dir / f"{name}.parquet"
+        dataset = ds.dataset(path, format="parquet")
+        kind = dataset.schema.field(column).type
+        bound = (
+            pa.scalar(as_of, type=kind) if pa.types.is_date(kind) else pa.scalar(cutoff, type=kind)
+        )
+        values = dataset.to_table(columns=[column], filter=ds.field(column) < bound)[column]
+        latest = pc.max(values).as_py() if len(values) else None
+        if latest is not None and not isinstance(latest, date):
+            raise ScoringError(f"{name}.{column} is not a date or timestamp")
+        out[name] = (
+            latest.astimezone(cutoff.tzinfo).date() if hasattr(latest, "astimezone") else latest
+        )
+    return out
+
+
+def training_reference(features_path: Path, model: LoadedModel) -> pd.DataFrame | None:
+    """The feature rows of the model's training period (the drift reference), if available."""
+    split = model.info.get("split") or {}
+    if not Path(features_path).is_file() or "train_start" not in split:
+        return None
+    start = pd.Timestamp(split["train_start"]).date()
+    end = pd.Timestamp(split["train_end"]).date()
+    names = model.feature_names
+    table = pd.read_parquet(features_path, columns=["snapshot_date", *names])
+    dates = pd.to_datetime(table["snapshot_date"]).dt.date
+    return table[(dates >= start) & (dates <= end)].reset_index(drop=True)
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """models:/<name>@<alias> or models:/<name>/<version> -> (name, alias, version)."""
+    body = uri.removeprefix("models:/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        if name and alias and "/" not in name:
+            return name, alias, None
+    elif body.count("/") == 1:
+        name, version = body.split("/")
+        if name and version.isdigit():
+            return name, None, version
+    raise ScoringError(
+        f"model URI {uri!r} must be models:/<name>@<alias> (e.g. models:/churn-model@champion) "
+        "or models:/<name>/<version>"
+    )
+
+
+def load_scoring_model(
+    ref: str, *, tracking_uri: str | None = None, mlflow_run: Path | None = None
+) -> tuple[LoadedModel, str, str]:
+    """(model, source, version) from a models/ directory or an MLflow registry URI.
+
+    A directory's version is the run id in `mlflow_run` (reports/mlflow_run.json, written by
+    `churn track`) or 'unregistered'. A registry URI resolves the alias or version to its run
+    and loads the model files that run logged (the same booster, calibrator and schema).
+    """
+    import os
+    import tempfile
+
+    from pipeline.train import TrainingError, load_model
+
+    if not ref.startswith("models:/"):
+        try:
+            model = load_model(Path(ref))
+        except TrainingError as err:
+            raise ScoringError(str(err)) from err
+        version = "unregistered"
+        if mlflow_run is not None and Path(mlflow_run).is_file():
+            version = str(json.loads(Path(mlflow_run).read_text()).get("run_id") or version)
+        return model, str(ref), version
+
+    name, alias, number = parse_model_uri(ref)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, number)
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=found.run_id, artifact_path="model_files", dst_path=tmp, tracking_uri=uri
+            )
+            model = load_model(Path(path))
+    except (MlflowException, OSError, TrainingError) as err:
+        raise ScoringError(f"cannot load {ref} from the MLflow store {uri}: {err}") from err
+    return model, ref, str(found.run_id)
+
+
+def run_score(
+    params: dict,
+    *,
+    as_of: date | None,
+    interim_dir: Path,
+    model_ref: str,
+    reference_features: Path | None,
+    mlflow_run: Path | None,
+    out_dir: Path | None,
+) -> dict:
+    """The score stage's edge: params, validated tables and a model in; the lists out.
+
+    Writes `out_dir` (default reports/lists/<as-of>) atomically and returns the manifest.
+    """
+    from features.definitions import settings_from_params
+    from features.registry import available, build_registry
+    from pipeline.atomic import atomic_path
+    from pipeline.engines import EngineError, open_engine
+    from pipeline.featurize import FeatureError, build_features, day_number, present_tables
+    from pipeline.ingest import REPORT_NAME
+    from pipeline.params import ConfigError, as_of_timestamp, section
+
+    settings = score_settings(params)
+    data_as_of = as_of_timestamp(params).date()
+    as_of = as_of or data_as_of
+    if as_of > data_as_of:
+        raise ScoringError(f"--as-of {as_of} is after the data's as-of date {data_as_of}")
+    interim_dir = Path(interim_dir)
+    report_path = interim_dir / REPORT_NAME
+    if not report_path.is_file():
+        raise ScoringError(f"{report_path} not found: run `churn ingest` first")
+    report = json.loads(report_path.read_text())
+    tables = present_tables(report)
+    feat_cfg = section(params, "features")
+    try:
+        feature_settings = settings_from_params(params, day_number(data_as_of))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"features section of params.yaml is incomplete: {err}") from err
+
+    # The MLflow section is read only for a registry URI, so the DVC stage does not depend on it.
+    tracking_uri = (
+        (params.get("mlflow") or {}).get("tracking_uri")
+        if model_ref.startswith("models:/")
+        else None
+    )
+    model, source, version = load_scoring_model(
+        model_ref, tracking_uri=tracking_uri, mlflow_run=mlflow_run
+    )
+    registry = build_registry(feature_settings.windows)
+    usable = available(registry, tables)
+    check_feature_schema(
+        [f.name for f in usable], model.schema, registry=registry, tables_present=tables
+    )
+    by_name = {f.name: f for f in registry}
+    features = [by_name[n] for n in model.feature_names]
+
+    weeks = weeks_to_score(as_of, settings.trend_weeks)
+    engine_name = str(feat_cfg.get("engine", "duckdb"))
+    try:
+        engine = open_engine(engine_name, feat_cfg.get(engine_name) or {})
+        try:
+            built = build_features(
+                engine,
+                interim_dir,
+                tables,
+                weeks,
+                feature_settings,
+                batch_size=int(feat_cfg.get("snapshot_batch_size", 12)),
+            )
+        finally:
+            engine.close()
+    except (EngineError, FeatureError) as err:
+        raise ScoringError(str(err)) from err
+    check_feature_schema([f.name for f in built.features], model.schema, registry=registry)
+
+    accounts = pd.read_parquet(interim_dir / "accounts.parquet")
+    csms_path = interim_dir / "csms.parquet"
+    csms = pd.read_parquet(csms_path) if "csms" in tables and csms_path.is_file() else None
+    result = score_accounts(
+        built.table, model, features, accounts, csms, as_of=as_of, settings=settings
+    )
+
+    warnings = source_warnings(
+        report,
+        latest_stamps(interim_dir, tables, as_of),
+        as_of=as_of,
+        stale_after_days=settings.stale_after_days,
+    )
+    drift = None
+    reference = (
+        training_reference(reference_features, model) if reference_features is not None else None
+    )
+    if reference is not None and len(reference):
+        drift = feature_drift(reference, result.features, model, bins=settings.drift_bins)
+        warnings += drift_warnings(
+            drift, psi_warn=settings.psi_warn, top_features=settings.drift_top_features
+        )
+    else:
+        log.warning("drift not checked: no training rows in %s", reference_features)
+    for warning in warnings:
+        log.warning("%s", warning["message"])
+
+    stamp = {
+        "as_of": as_of,
+        "model_version": version,
+        "model_source": source,
+        "data_version": dvc_dir_hash(interim_dir),
+    }
+    files = render_outputs(result, stamp=stamp, warnings=warnings, settings=settings, drift=drift)
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports/lists") / str(as_of)
+    with atomic_path(out_dir) as tmp:
+        for relative, payload in files.items():
+            target = tmp / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(payload)
+    manifest = json.loads(files["manifest.json"])
+    log.info(
+        "scored %d accounts at %s (model %s, data %s): %d listed for %d CSMs -> %s",
+        manifest["n_accounts"],
+        as_of,
+        version,
+        stamp["data_version"],
+        manifest["n_listed"],
+        len(manifest["csms"]),
+        out_dir,
+    )
+    return manifest

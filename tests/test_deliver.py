@@ -1,0 +1,579 @@
+"""Delivery: each CSM gets exactly one email holding only their own list.
+
+A real SMTP server (aiosmtpd, with AUTH) runs on 127.0.0.1; lists directories are built here in
+the manifest format of the lists stage (see pipeline/deliver.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import inspect
+import io
+import json
+import logging
+import socket
+from email import policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.deliver import (
+    DeliveryError,
+    SmtpSettings,
+    attachment_filename,
+    delivery_dir,
+    delivery_settings,
+    run_deliver,
+    safe_token,
+    smtp_credentials,
+)
+from pipeline.params import ConfigError
+from tests.conftest import tiny_raw_tables, write_dir
+
+# Plain-text AUTH is fine on loopback in tests; production uses starttls or ssl.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+AS_OF = "2026-11-16"
+USER, PASSWORD = "churn-bot", "s3cret pass"
+ENV = {"TEST_SMTP_USER": USER, "TEST_SMTP_PASSWORD": PASSWORD}
+
+# csm_id -> (name, email, account ids); carol has no email, dave has nothing on his list.
+CSMS = {
+    "alice": ("Alice Adams", "alice@example.com", ["A-1", "A-2", "A-3"]),
+    "bob": ("Bob Brown", "bob@example.com", ["B-1", "B-2"]),
+    "carol": ("Carol Chen", None, ["C-1"]),
+    "dave": ("Dave Diaz", "dave@example.com", []),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_lists(root: Path, csms: dict = CSMS, *, as_of: str = AS_OF, edit=None) -> Path:
+    """A lists directory as the lists stage writes it; `edit` may change manifest entries."""
+    return fill_lists(root / "lists" / as_of, csms, as_of=as_of, edit=edit)
+
+
+def fill_lists(lists: Path, csms: dict = CSMS, *, as_of: str = AS_OF, edit=None) -> Path:
+    (lists / "csm").mkdir(parents=True)
+    entries = []
+    for csm_id, (name, address, accounts) in csms.items():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["list_rank", "account_id", "account_name", "csm_id", "probability"])
+        for rank, account in enumerate(accounts, start=1):
+            writer.writerow([rank, account, f'\'=HYPERLINK("x","{account} Corp")', csm_id, 0.5])
+        (lists / "csm" / f"{csm_id}.csv").write_text(buffer.getvalue())
+        rows = "".join(f"<tr><td>{a}</td><td>&lt;script&gt;{a}</td></tr>\n" for a in accounts)
+        (lists / "csm" / f"{csm_id}.html").write_text(
+            f"<!doctype html>\n<html><body><h1>{name}: é</h1>\n"
+            f"<table>\n{rows}</table></body></html>\n"
+        )
+        entries.append(
+            {
+                "csm_id": csm_id,
+                "csm_name": name,
+                "csm_email": address,
+                "csv": f"csm/{csm_id}.csv",
+                "html": f"csm/{csm_id}.html",
+                "n_accounts": len(accounts),
+            }
+        )
+    if edit is not None:
+        edit(entries)
+    manifest = {
+        "as_of": as_of,
+        "model_version": "run-123",
+        "model_source": "models/",
+        "data_version": "md5-abc",
+        "rank_by": "expected_arr_at_risk",
+        "capacity_per_csm": 5,
+        "base_value": -2.0,
+        "warnings": [],
+        "csms": entries,
+    }
+    (lists / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return lists
+
+
+def params(port: int, **deliver) -> dict:
+    section = {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "timeout_seconds": 5,
+        "username_env": "TEST_SMTP_USER",
+        "password_env": "TEST_SMTP_PASSWORD",
+        "from_address": "churn-lists@example.com",
+        "from_name": "Churn early warning",
+        "reply_to": "cs-ops@example.com",
+        "empty_list": "note",
+    }
+    section.update(deliver)
+    return {"base": {"as_of_date": AS_OF}, "deliver": section}
+
+
+class Collector:
+    """aiosmtpd handler: keeps every accepted message; refuses the addresses in `refuse`."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.refuse: set[str] = set()
+        self.logins: list[tuple[int, bytes]] = []  # (session, login) per AUTH attempt
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append(
+            {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "login": session.auth_data.login if session.auth_data else None,
+                "message": email.message_from_bytes(envelope.content, policy=policy.default),
+            }
+        )
+        return "250 Message accepted"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        assert isinstance(auth_data, LoginPassword)
+        self.logins.append((id(session), auth_data.login))
+        ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
+        # handled=False: aiosmtpd itself answers 535 on failure (its default stays silent).
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+
+@pytest.fixture
+def smtp_server():
+    # aiosmtpd logs from its own thread, which can outlive pytest's capture of the test
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    handler = Collector()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=handler.authenticate,
+        auth_required=True,
+        auth_require_tls=False,  # plain loopback in tests; production uses starttls or ssl
+    )
+    controller.start()
+    try:
+        yield controller.port, handler
+    finally:
+        controller.stop()
+
+
+def by_recipient(handler: Collector) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for item in handler.received:
+        for rcpt in item["rcpt_tos"]:
+            out.setdefault(rcpt, []).append(item)
+    return out
+
+
+def csv_account_ids(message) -> list[str]:
+    (attachment,) = list(message.iter_attachments())
+    rows = csv.DictReader(io.StringIO(attachment.get_content()))
+    return [row["account_id"] for row in rows]
+
+
+def all_accounts() -> set[str]:
+    return {a for _, _, accounts in CSMS.values() for a in accounts}
+
+
+# --- against a real SMTP server --------------------------------------------------------------
+
+
+def test_every_csm_receives_exactly_one_message_with_only_their_accounts(tmp_path, smtp_server):
+    port, handler = smtp_server
+    lists = write_lists(tmp_path)
+    result = run_deliver(params(port), lists, environ=ENV)
+
+    received = by_recipient(handler)
+    assert sorted(received) == ["alice@example.com", "bob@example.com", "dave@example.com"]
+    for csm_id in ("alice", "bob"):
+        name, address, accounts = CSMS[csm_id]
+        (item,) = received[address]
+        assert item["rcpt_tos"] == [address]
+        assert item["mail_from"] == "churn-lists@example.com"
+        assert item["login"] == USER.encode()
+        message = item["message"]
+        assert message["To"].addresses[0].addr_spec == address
+        assert message["To"].addresses[0].display_name == name
+        assert str(message["Reply-To"]) == "cs-ops@example.com"
+        assert AS_OF in message["Subject"] and f"{len(accounts)} accounts" in message["Subject"]
+        assert csv_account_ids(message) == accounts
+        (attachment,) = list(message.iter_attachments())
+        assert attachment.get_filename() == f"churn-list-{AS_OF}-{csm_id}.csv"
+        assert attachment.get_content_type() == "text/csv"
+        html = message.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
+        assert html == (lists / "csm" / f"{csm_id}.html").read_text()
+        others = all_accounts() - set(accounts)
+        assert all(a in html for a in accounts)
+        assert not any(a in html for a in others)
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert f"Hello {name}" in text
+        assert f'1. =HYPERLINK("x","{accounts[0]} Corp")' in text  # no CSV defusing quote
+        assert not any(a in text for a in others)
+
+    (note,) = received["dave@example.com"]
+    assert "no accounts need attention" in note["message"]["Subject"]
+    assert list(note["message"].iter_attachments()) == []
+
+    counts = result.counts
+    assert (counts["sent"], counts["skipped"], counts["skipped_no_email"], counts["failed"]) == (
+        3,
+        1,
+        1,
+        0,
+    )
+    logged = json.loads((delivery_dir(lists) / "delivery.json").read_text())
+    status = {row["csm_id"]: row for row in logged["csms"]}
+    assert status["carol"]["status"] == "skipped" and status["carol"]["recipient"] is None
+    assert status["alice"] == {
+        **status["alice"],
+        "status": "sent",
+        "recipient": "alice@example.com",
+        "n_accounts": 3,
+    }
+    assert logged["counts"]["skipped_no_email"] == 1 and logged["mode"] == "smtp"
+
+
+def test_one_refused_recipient_does_not_stop_the_others_and_a_rerun_sends_only_it(
+    tmp_path, smtp_server
+):
+    port, handler = smtp_server
+    lists = write_lists(tmp_path)
+    handler.refuse = {"alice@example.com"}
+    first = run_deliver(params(port), lists, environ=ENV)
+    status = {o.csm_id: o for o in first.outcomes}
+    assert status["alice"].status == "failed" and "550" in status["alice"].detail
+    assert status["bob"].status == "sent" and status["dave"].status == "sent"
+    assert sorted(by_recipient(handler)) == ["bob@example.com", "dave@example.com"]
+    assert first.counts["failed"] == 1
+
+    # Retry after the fault is fixed: only alice gets mail; bob and dave are not sent twice.
+    handler.refuse = set()
+    handler.received.clear()
+    second = run_deliver(params(port), lists, environ=ENV)
+    assert [item["rcpt_tos"] for item in handler.received] == [["alice@example.com"]]
+    assert second.counts["failed"] == 0 and second.counts["sent"] == 3
+
+    handler.received.clear()
+    run_deliver(params(port), lists, environ=ENV, resend=True)
+    assert len(handler.received) == 3
+
+
+def test_credentials_come_from_the_environment_and_a_failed_login_is_tried_once(
+    tmp_path, smtp_server
+):
+    port, handler = smtp_server
+    lists = write_lists(tmp_path)
+    result = run_deliver(params(port), lists, environ={**ENV, "TEST_SMTP_PASSWORD": "wrong"})
+    assert handler.received == []
+    # One connection tried to log in (smtplib tries each mechanism), not one per CSM.
+    assert len({session for session, _ in handler.logins}) == 1
+    assert {login for _, login in handler.logins} == {USER.encode()}
+    attempts = len(handler.logins)
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    assert len(failed) == 3
+    assert all("SMTP connection to 127.0.0.1" in o.detail for o in failed)
+
+    with pytest.raises(ConfigError, match="TEST_SMTP_PASSWORD"):
+        run_deliver(params(port), lists, environ={"TEST_SMTP_USER": USER})
+    assert len(handler.logins) == attempts
+
+
+# --- dry run ---------------------------------------------------------------------------------
+
+
+def test_dry_run_writes_byte_identical_eml_files_on_rerun(tmp_path):
+    lists = write_lists(tmp_path)
+    outbox = tmp_path / "outbox"
+    closed_port = free_port()  # nothing listens: a dry run must not connect
+    result = run_deliver(params(closed_port), lists, dry_run=True, outbox=outbox, environ={})
+    files = sorted(outbox.glob("*.eml"))
+    assert [f.name for f in files] == ["alice.eml", "bob.eml", "dave.eml"]
+    first = {f.name: f.read_bytes() for f in files}
+    first_log = (delivery_dir(lists) / "delivery.json").read_bytes()
+    assert {o.status for o in result.outcomes} == {"dry-run", "skipped"}
+
+    run_deliver(params(closed_port), lists, dry_run=True, outbox=outbox, environ={})
+    assert {f.name: f.read_bytes() for f in sorted(outbox.glob("*.eml"))} == first
+    assert (delivery_dir(lists) / "delivery.json").read_bytes() == first_log
+
+    message = email.message_from_bytes(first["bob.eml"], policy=policy.default)
+    assert csv_account_ids(message) == CSMS["bob"][2]
+    assert message["Date"] == "Mon, 16 Nov 2026 00:00:00 +0000"
+    assert message["Message-ID"].startswith(f"<churn-list.{AS_OF}.bob.")
+    assert b"\r\n" in first["bob.eml"]
+
+    # Different content, different Message-ID (mail clients drop repeated ids).
+    (lists / "csm" / "bob.html").write_text("<p>B-1 B-2 changed</p>")
+    run_deliver(params(closed_port), lists, dry_run=True, outbox=outbox, environ={})
+    changed = email.message_from_bytes((outbox / "bob.eml").read_bytes(), policy=policy.default)
+    assert changed["Message-ID"] != message["Message-ID"]
+
+
+def test_empty_list_can_be_skipped(tmp_path):
+    lists = write_lists(tmp_path)
+    result = run_deliver(
+        params(free_port(), empty_list="skip"), lists, dry_run=True, outbox=tmp_path / "o"
+    )
+    dave = next(o for o in result.outcomes if o.csm_id == "dave")
+    assert (dave.status, dave.detail) == ("skipped", "empty list")
+    assert not (tmp_path / "o" / "dave.eml").exists()
+
+
+# --- never another CSM's data; no header injection -------------------------------------------
+
+
+def _set(target: str, **changes):
+    def edit(entries):
+        next(e for e in entries if e["csm_id"] == target).update(changes)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set("alice", csm_name="Alice\r\nBcc: everyone@example.com"), "line break"),
+        (_set("alice", csm_email="alice@example.com\nBcc: everyone@example.com"), "line break"),
+        (_set("alice", csm_email="alice@example.com, eve@example.com"), "not an email"),
+        (_set("alice", csm_email="alice@"), "not an email"),
+        (_set("alice", csv="../../secret.csv"), "must be relative"),
+        (_set("alice", html="/etc/hostname"), "must be relative"),
+        (_set("alice", csv="csm/missing.csv"), "not found"),
+        (_set("alice", n_accounts=2), "manifest says 2 accounts"),
+    ],
+)
+def test_a_bad_entry_fails_only_that_csm(tmp_path, edit, message):
+    lists = write_lists(tmp_path, edit=edit)
+    outbox = tmp_path / "outbox"
+    result = run_deliver(params(free_port()), lists, dry_run=True, outbox=outbox)
+    status = {o.csm_id: o for o in result.outcomes}
+    assert status["alice"].status == "failed"
+    assert message in status["alice"].detail and "'alice'" in status["alice"].detail
+    assert status["bob"].status == "dry-run" and status["dave"].status == "dry-run"
+    assert sorted(f.name for f in outbox.glob("*.eml")) == ["bob.eml", "dave.eml"]
+
+
+def test_a_symlink_out_of_the_lists_directory_is_refused(tmp_path):
+    lists = write_lists(tmp_path)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("account_id\nX-1\n")
+    (lists / "csm" / "alice.csv").unlink()
+    (lists / "csm" / "alice.csv").symlink_to(secret)
+    result = run_deliver(params(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    alice = next(o for o in result.outcomes if o.csm_id == "alice")
+    assert alice.status == "failed" and "leads outside" in alice.detail
+
+
+def test_a_csv_holding_another_csms_accounts_is_refused(tmp_path):
+    lists = write_lists(tmp_path)
+    path = lists / "csm" / "alice.csv"
+    path.write_text(path.read_text() + "4,B-1,Bob's account,bob,0.9\n")
+    lists_json = json.loads((lists / "manifest.json").read_text())
+    lists_json["csms"][0]["n_accounts"] = 4
+    (lists / "manifest.json").write_text(json.dumps(lists_json))
+    result = run_deliver(params(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    alice = next(o for o in result.outcomes if o.csm_id == "alice")
+    assert alice.status == "failed" and "rows of other CSMs ['bob']" in alice.detail
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set("bob", csv="csm/alice.csv"), "same file"),
+        (_set("bob", csm_id="alice"), "twice"),
+        (_set("bob", n_accounts="2"), "n_accounts"),
+    ],
+)
+def test_manifest_problems_stop_the_run_before_anything_is_sent(tmp_path, edit, message):
+    lists = write_lists(tmp_path, edit=edit)
+    with pytest.raises(DeliveryError, match=message):
+        run_deliver(params(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    assert not (tmp_path / "o").exists() and not (delivery_dir(lists) / "delivery.json").exists()
+
+
+def test_manifest_date_must_match_its_directory(tmp_path):
+    lists = write_lists(tmp_path)
+    moved = lists.rename(lists.parent / "2026-11-09")
+    with pytest.raises(DeliveryError, match="2026-11-09"):
+        run_deliver(params(free_port()), moved, dry_run=True)
+
+
+def test_attachment_names_are_safe_and_distinct():
+    assert safe_token("alice") == "alice"
+    hostile = attachment_filename(__import__("datetime").date(2026, 11, 16), "../x y\r\n")
+    assert "/" not in hostile and "\n" not in hostile and ".." not in hostile
+    assert hostile.startswith("churn-list-2026-11-16-x-y-") and hostile.endswith(".csv")
+    assert safe_token("a b") != safe_token("a-b")
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hostname": "x"}, "unknown keys"),
+        ({"security": "tls"}, "deliver.security"),
+        ({"from_address": "lists@example.com\r\nBcc: x@example.com"}, "line break"),
+        ({"from_address": None}, "from_address is required"),
+        ({"port": "smtp"}, "must be numbers"),
+        ({"empty_list": "maybe"}, "empty_list"),
+    ],
+)
+def test_bad_settings_are_clear_errors(change, message):
+    with pytest.raises(ConfigError, match=message):
+        delivery_settings({**params(25)["deliver"], **change})
+
+
+def test_no_login_in_clear_text_to_a_remote_host():
+    smtp = SmtpSettings("mail.example.com", 25, "none", 5, "TEST_SMTP_USER", "TEST_SMTP_PASSWORD")
+    with pytest.raises(ConfigError, match="unencrypted"):
+        smtp_credentials(smtp, ENV)
+    no_login = SmtpSettings("mail.example.com", 25, "none", 5, None, None)
+    assert smtp_credentials(no_login, {}) is None
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def _params_file(tmp_path, **deliver) -> str:
+    import yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params(free_port(), **deliver)))
+    return str(path)
+
+
+def test_cli_dry_run_and_exit_codes(tmp_path, monkeypatch):
+    lists = write_lists(tmp_path)
+    outbox = tmp_path / "outbox"
+    args = ["deliver", "--params", _params_file(tmp_path), "--lists", str(lists)]
+    ok = runner.invoke(app, [*args, "--dry-run", "--outbox", str(outbox)])
+    assert ok.exit_code == 0, ok.output
+    assert len(list(outbox.glob("*.eml"))) == 3
+    assert json.loads((delivery_dir(lists) / "delivery.json").read_text())["counts"]["dry-run"] == 3
+
+    # Default --lists: reports/lists/<base.as_of_date> under the working directory.
+    monkeypatch.chdir(tmp_path)
+    write_lists(tmp_path / "reports")
+    default = runner.invoke(app, ["deliver", "--params", _params_file(tmp_path), "--dry-run"])
+    assert default.exit_code == 0, default.output
+    assert len(list((tmp_path / "reports/deliveries" / AS_OF / "outbox").glob("*.eml"))) == 3
+
+    bad = write_lists(tmp_path / "bad", edit=_set("bob", csm_name="Bob\nBcc: x@example.com"))
+    failed = runner.invoke(
+        app, ["deliver", "--params", _params_file(tmp_path), "--lists", str(bad), "--dry-run"]
+    )
+    assert failed.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lists", "{tmp}/nowhere"], "manifest.json not found"),
+        (["--lists", "{lists}", "--outbox", "{tmp}/o"], "only with --dry-run"),
+        (["--lists", "{lists}", "--params", "{tmp}/missing.yaml"], "not found"),
+        (["--lists", "{lists}", "--params", "{tmp}/nodeliver.yaml"], "'deliver' section"),
+        (["--lists", "{lists}"], "TEST_SMTP_USER"),
+    ],
+)
+def test_cli_errors_exit_2_with_a_clear_message(tmp_path, monkeypatch, extra, message):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    lists = write_lists(tmp_path)
+    (tmp_path / "nodeliver.yaml").write_text(f"base: {{as_of_date: '{AS_OF}'}}\n")
+    extra = [part.format(tmp=tmp_path, lists=lists) for part in extra]
+    result = runner.invoke(app, ["deliver", "--params", _params_file(tmp_path), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_cli_deliver_help_documents_every_option():
+    result = runner.invoke(app, ["deliver", "--help"])
+    assert result.exit_code == 0
+    for option in ("--params", "--lists", "--dry-run", "--outbox", "--log", "--resend"):
+        assert option in result.output
+
+
+# --- the weekly job (scoring replaced by a stand-in that rewrites the lists directory) -------
+
+
+def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
+    tmp_path, monkeypatch, smtp_server
+):
+    import pipeline.score
+    from pipeline.atomic import atomic_path
+
+    port, handler = smtp_server
+    monkeypatch.chdir(tmp_path)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+
+    real_signature = inspect.signature(pipeline.score.run_score)
+
+    def fake_run_score(params, **kwargs):
+        real_signature.bind(params, **kwargs)  # weekly calls the real function's arguments
+        # scoring sees the week's date and the extract ingested just before it
+        assert params["base"]["as_of_date"] == AS_OF
+        report = json.loads((kwargs["interim_dir"] / "validation_report.json").read_text())
+        assert report["as_of"].startswith(AS_OF) and report["rows_accepted"] > 0
+        calls.append(kwargs["out_dir"])
+        with atomic_path(kwargs["out_dir"]) as tmp:  # like the score stage: dir replaced
+            fill_lists(tmp)
+        return {}
+
+    monkeypatch.setattr(pipeline.score, "run_score", fake_run_score)
+    write_dir(tiny_raw_tables(), tmp_path / "raw")
+    weekly_params = params(port)
+    weekly_params["base"]["as_of_date"] = "2025-01-01"  # overridden by --as-of
+    weekly_params["ingest"] = {"source": str(tmp_path / "raw")}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(json.dumps(weekly_params))  # JSON is YAML
+    command = ["weekly", "--params", str(params_file), "--as-of", AS_OF]
+    first = runner.invoke(app, command)
+    assert first.exit_code == 0, first.output
+    assert calls == [Path("reports/lists") / AS_OF]
+    assert sorted(by_recipient(handler)) == [
+        "alice@example.com",
+        "bob@example.com",
+        "dave@example.com",
+    ]
+
+    second = runner.invoke(app, command)
+    assert second.exit_code == 0, second.output
+    assert len(calls) == 2 and len(handler.received) == 3  # rescored, nobody mailed twice
+    logged = json.loads((tmp_path / "reports/deliveries" / AS_OF / "delivery.json").read_text())
+    assert logged["counts"]["sent"] == 3
+
+
+def test_weekly_stops_before_delivery_when_scoring_fails(tmp_path, monkeypatch):
+    import pipeline.score
+
+    def failing_run_score(params, **kwargs):
+        raise pipeline.score.ScoringError("model features differ: missing 'sla_breaches_90d'")
+
+    monkeypatch.setattr(pipeline.score, "run_score", failing_run_score)
+    result = runner.invoke(app, ["weekly", "--params", _params_file(tmp_path), "--no-ingest"])
+    assert result.exit_code == 2
+    assert "sla_breaches_90d" in result.output and "Traceback" not in result.output

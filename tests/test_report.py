@@ -1,0 +1,526 @@
+"""The leadership report: core aggregations on tiny frames, a self-contained page with escaped
+names, the same numbers as metrics.json, backtest.json and the lists, and a clean render in
+headless Chromium (console, images, requests, a screenshot kept as a test artefact)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.registry import build_registry
+from pipeline.cli import app
+from pipeline.params import ConfigError
+from pipeline.report import (
+    COHORT_FIRST_90,
+    ListOutputs,
+    ReportError,
+    ReportInputs,
+    ReportSettings,
+    build_report,
+    check_lists,
+    driver_importance,
+    effect_direction,
+    family_importance,
+    known_limits,
+    largest_at_risk,
+    lower_first,
+    render_html,
+    report_settings,
+    risk_by,
+    swarm_offsets,
+    trust_metrics,
+    with_cohort,
+)
+from tests.chromium import Browser, chromium_binary, evaluate, full_page_screenshot, load
+
+ROOT = Path(__file__).resolve().parents[1]
+REGISTRY = build_registry((30, 90))
+HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+runner = CliRunner()
+
+
+# --- tiny inputs -----------------------------------------------------------------------------
+
+
+def tiny_lists(n: int = 24, *, weeks: int = 3, seed: int = 0) -> ListOutputs:
+    """n accounts scored on four features, in the score stage's file format."""
+    rng = np.random.default_rng(seed)
+    ids = pd.Index([f"A{i:03d}" for i in range(n)], name="account_id")
+    features = pd.DataFrame(
+        {
+            "active_users_30d": rng.integers(0, 50, n).astype(float),
+            "sla_breaches_90d": rng.integers(0, 5, n).astype(float),
+            "tenure_days": rng.integers(10, 900, n).astype(float),
+            "segment": rng.choice(["smb", "mid_market", "enterprise"], n),
+        },
+        index=ids,
+    )
+    features.loc[ids[0], "active_users_30d"] = np.nan
+    shap = pd.DataFrame(
+        {
+            "active_users_30d": -0.02 * (features["active_users_30d"].fillna(25) - 25),
+            "sla_breaches_90d": 0.1 * features["sla_breaches_90d"],
+            "tenure_days": rng.normal(0, 0.05, n),
+            "segment": rng.normal(0, 0.01, n),
+        },
+        index=ids,
+    )
+    probability = 1 / (1 + np.exp(-(-1.5 + shap.sum(axis=1).to_numpy())))
+    arr = rng.uniform(1_000, 100_000, n).round(2)
+    csm = np.where(np.arange(n) % 2 == 0, "CSM1", "CSM2")
+    accounts = pd.DataFrame(
+        {
+            "as_of": pd.Timestamp("2026-11-16").date(),
+            "account_id": ids.astype("string"),
+            "account_name": [HOSTILE if i == 0 else f"Account {i}" for i in range(n)],
+            "csm_id": csm,
+            "csm_name": np.where(csm == "CSM1", "Ada Lovelace", HOSTILE),
+            "segment": features["segment"].to_numpy(),
+            "region": rng.choice(["emea", "na"], n),
+            "tenure_days": features["tenure_days"].astype("int64").to_numpy(),
+            "first_90_days": (features["tenure_days"] < 90).to_numpy(),
+            "arr": arr,
+            "probability": probability,
+            "risk_band": np.where(probability > 0.3, "high", "low"),
+            "expected_arr_at_risk": probability * arr,
+            "renewal_date": pd.Timestamp("2027-01-01").date(),
+            "days_to_renewal": 46,
+            "on_list": np.arange(n) < 4,
+            "list_rank": pd.array([1, 1, 2, 2] + [None] * (n - 4), dtype="Int64"),
+            "reasons": "Support and SLA breaches: 3 SLA breaches",
+        }
+    )
+    trend = pd.DataFrame(
+        {
+            "week": [str(pd.Timestamp("2026-11-16") - pd.Timedelta(weeks=k)) for k in range(weeks)][
+                ::-1
+            ],
+            "n_accounts": n,
+            "arr_total": float(arr.sum()),
+            "expected_arr_at_risk": [1000.0 * (k + 1) for k in range(weeks)],
+            "mean_probability": 0.2,
+        }
+    )
+    manifest = {
+        "as_of": "2026-11-16",
+        "model_version": "3",
+        "model_source": "models:/churn-model@champion",
+        "data_version": "abc.dir",
+        "rank_by": "expected_arr_at_risk",
+        "capacity_per_csm": 2,
+        "base_value": -1.5,
+        "warnings": [{"kind": "drift", "message": "segment <b>shifted</b>"}],
+        "csms": [],
+    }
+    return ListOutputs(manifest, accounts, shap, features, trend)
+
+
+TINY_METRICS = {
+    "roc_auc": 0.81,
+    "pr_auc": 0.4,
+    "ece": 0.03,
+    "health_score_roc_auc": 0.7,
+    "oracle_roc_auc": 0.9,
+    "segment_smb_rows": 50.0,
+    "segment_smb_roc_auc": 0.8,
+    "segment_enterprise_rows": 500.0,
+}
+
+
+def tiny_inputs(lists: ListOutputs | None = None, **changes) -> ReportInputs:
+    values = {
+        "lists": lists or tiny_lists(),
+        "metrics": TINY_METRICS,
+        "backtest": {"backtest_precision_at_capacity": 0.4, "backtest_median_warning_days": None},
+        "feature_summary": {
+            "families_available": ["usage", "support"],
+            "families_unavailable": ["training"],
+            "families_partial": [],
+        },
+        "training_info": {"split": {"valid_start": "2025-01-01", "valid_end": "2025-03-31"}},
+        "curves": {
+            "calibration": pd.DataFrame({"predicted": [0.1, 0.5], "observed": [0.12, 0.45]}),
+            "lift": pd.DataFrame({"population_share": [0, 0.5, 1], "captured_share": [0, 0.8, 1]}),
+        },
+        "registry": REGISTRY,
+        "label_horizon_days": 365,
+        "renewal_grace_days": 30,
+        "capacity_per_csm": 2,
+    }
+    values.update(changes)
+    return ReportInputs(**values)
+
+
+def small_settings() -> ReportSettings:
+    return ReportSettings(top_features=4, dependence_plots=2, largest_accounts=3)
+
+
+# --- core ------------------------------------------------------------------------------------
+
+
+def test_driver_importance_ranks_by_mean_absolute_shap_with_plain_names():
+    shap = pd.DataFrame({"sla_breaches_90d": [0.5, -0.5], "active_users_30d": [0.1, 0.1]})
+    out = driver_importance(shap, REGISTRY)
+    assert list(out["feature"]) == ["sla_breaches_90d", "active_users_30d"]
+    assert out.loc[0, "mean_abs_shap"] == pytest.approx(0.5)
+    assert out.loc[0, "description"].startswith("SLA breaches")
+    assert out.loc[0, "family"] == "support" and out["share"].sum() == pytest.approx(1.0)
+
+
+def test_family_importance_sums_a_familys_values_before_taking_the_size():
+    # two usage features that always offset each other: the family moves nothing
+    shap = pd.DataFrame(
+        {
+            "active_users_30d": [0.4, -0.2],
+            "active_users_90d": [-0.4, 0.2],
+            "sla_breaches_90d": [0.1, 0.1],
+        }
+    )
+    out = family_importance(shap, REGISTRY).set_index("family")
+    assert out.loc["usage", "mean_abs_shap"] == pytest.approx(0.0)
+    assert out.loc["support", "mean_abs_shap"] == pytest.approx(0.1)
+    assert out.loc["usage", "features"] == 2
+
+
+def test_risk_by_aggregates_the_lists_numbers_and_keeps_missing_groups():
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c"],
+            "region": ["emea", "emea", None],
+            "arr": [100.0, 300.0, 50.0],
+            "probability": [0.5, 0.1, 0.2],
+            "expected_arr_at_risk": [50.0, 30.0, 10.0],
+            "on_list": [True, False, True],
+        }
+    )
+    out = risk_by(accounts, "region").set_index("region")
+    assert out.loc["emea", "expected_arr_at_risk"] == 80.0
+    assert out.loc["emea", "arr_at_risk_share"] == pytest.approx(0.2)
+    assert out.loc["emea", "mean_probability"] == pytest.approx(0.3)
+    assert out.loc["(none)", "on_list"] == 1
+    assert list(out.index) == ["emea", "(none)"]  # most ARR at risk first
+    assert accounts["region"].isna().sum() == 1  # input untouched
+
+
+def test_cohorts_and_largest_accounts():
+    accounts = tiny_lists().accounts
+    cohort = with_cohort(accounts)
+    assert set(cohort["tenure_cohort"]) <= {COHORT_FIRST_90, "After 90 days"}
+    assert (cohort["tenure_cohort"] == COHORT_FIRST_90).sum() == accounts["first_90_days"].sum()
+    top = largest_at_risk(accounts, 3)
+    assert len(top) == 3
+    assert (
+        list(top["expected_arr_at_risk"])
+        == sorted(accounts["expected_arr_at_risk"], reverse=True)[:3]
+    )
+
+
+def test_swarm_offsets_stay_in_their_row_and_are_deterministic():
+    values = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.5])
+    offsets = swarm_offsets(values)
+    assert np.all(np.abs(offsets) <= 0.4 + 1e-12)
+    assert len(set(offsets[:4])) == 4  # equal values are spread, not drawn on top of each other
+    assert offsets[4] == 0.0
+    np.testing.assert_array_equal(offsets, swarm_offsets(values))
+    assert swarm_offsets(np.array([])).size == 0
+
+
+def test_effect_direction_reads_the_sign_of_the_relation():
+    x = pd.Series(np.arange(20, dtype=float))
+    assert effect_direction(x, x * 0.1) == "higher"
+    assert effect_direction(x, -x) == "lower"
+    assert effect_direction(x, pd.Series(np.sin(x * 3))) in {"mixed", "higher", "lower"}
+    assert effect_direction(pd.Series(["smb", "ent"] * 10), x) == "mixed"
+
+
+def test_lower_first_keeps_acronyms():
+    assert lower_first("Active users") == "active users"
+    assert lower_first("SLA breaches") == "SLA breaches"
+
+
+def _set(frame: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
+    out = frame.copy()
+    out.loc[row, column] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: replace(t, accounts=t.accounts.drop(columns="arr")), "lacks columns ['arr']"),
+        (lambda t: replace(t, shap=t.shap.drop(index="A003")), "only in accounts.parquet (A003)"),
+        (lambda t: replace(t, features=t.features.drop(columns="segment")), "different features"),
+        (lambda t: replace(t, accounts=_set(t.accounts, 2, "probability", 1.5)), "outside [0, 1]"),
+        (lambda t: replace(t, accounts=_set(t.accounts, 2, "account_id", "A001")), "duplicated"),
+        (lambda t: replace(t, trend=t.trend.drop(columns="week")), "trend.csv lacks"),
+    ],
+)
+def test_check_lists_names_what_does_not_fit(change, message):
+    with pytest.raises(ReportError, match=re.escape(message)):
+        check_lists(change(tiny_lists()))
+
+
+def test_trust_needs_roc_auc_and_limits_say_when_the_model_loses():
+    with pytest.raises(ReportError, match="roc_auc"):
+        trust_metrics({"pr_auc": 0.3}, {})
+    limits = known_limits(
+        metrics={"roc_auc": 0.6, "health_score_roc_auc": 0.7, "segment_smb_rows": 12.0},
+        feature_summary={"families_unavailable": ["training"]},
+        manifest={"warnings": [{"kind": "stale_table", "message": "usage is 9 days old"}]},
+        training_info={},
+    )
+    text = " ".join(limits)
+    assert "no better than the rule-based health score" in text
+    assert "Only 12 test rows for the smb segment" in text
+    assert "User training coverage" in text
+    assert "usage is 9 days old" in text
+
+
+@pytest.mark.parametrize(
+    "cfg", [{"top_features": 0}, {"dependence_plots": "4"}, {"unknown": 1}, {"top_features": True}]
+)
+def test_report_settings_reject_bad_values(cfg):
+    with pytest.raises(ConfigError, match="report"):
+        report_settings(cfg)
+
+
+class _Page(HTMLParser):
+    """Collects the page's data-metric markers, image sources and every URL attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: list[dict] = []
+        self.images: list[str] = []
+        self.urls: list[str] = []
+        self.tags: list[str] = []
+        self._open: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        for name in ("src", "href", "action", "srcset", "poster", "data"):
+            if attrs.get(name):
+                self.urls.append(attrs[name])
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if "data-metric" in attrs:
+            self._open = {**attrs, "text": ""}
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "span" and self._open is not None:
+            self.metrics.append(self._open)
+            self._open = None
+
+
+def parse_page(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+def test_page_is_self_contained_and_escapes_every_name():
+    context = build_report(tiny_inputs(), small_settings())
+    html = render_html(context)
+    page = parse_page(html)
+    assert "script" not in page.tags and "<script" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;img src=x" in html
+    assert "segment &lt;b&gt;shifted&lt;/b&gt;" in html  # manifest warnings are data too
+    assert 'http-equiv="Content-Security-Policy"' in html
+    # only in-page anchors and embedded images: nothing to fetch
+    assert all(u.startswith(("#", "data:image/png;base64,")) for u in page.urls), page.urls
+    assert len(page.images) == len(context.figures) + len(context.drivers["dependence"])
+    for src in page.images:
+        png = base64.b64decode(src.split(",", 1)[1])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    # captions: one sentence per plot
+    assert html.count("<figcaption>") == len(page.images)
+
+
+def test_page_with_one_scored_week_says_the_trend_is_to_come():
+    context = build_report(tiny_inputs(tiny_lists(weeks=1)), small_settings())
+    assert "trend" not in context.figures
+    assert "the trend appears once several weeks have been scored" in render_html(context)
+
+
+# --- the demo: stage, numbers, browser -------------------------------------------------------
+
+
+def _report_args(repo: Path, out: Path) -> list[str]:
+    as_of = json.loads((next((repo / "reports" / "lists").iterdir()) / "manifest.json").read_text())
+    return [
+        "report",
+        "--params",
+        str(repo / "params.yaml"),
+        "--lists",
+        str(repo / "reports" / "lists" / as_of["as_of"]),
+        "--metrics",
+        str(repo / "reports" / "metrics.json"),
+        "--plots",
+        str(repo / "reports" / "plots"),
+        "--backtest",
+        str(repo / "reports" / "backtest.json"),
+        "--feature-summary",
+        str(repo / "reports" / "feature_summary.json"),
+        "--models",
+        str(repo / "models"),
+        "--out",
+        str(out),
+    ]
+
+
+@pytest.fixture(scope="module")
+def leadership_page(demo_repo) -> Path:
+    """`churn report` on the demo outputs; returns reports/leadership.html."""
+    out = demo_repo / "reports" / "leadership.html"
+    result = runner.invoke(app, _report_args(demo_repo, out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cli_report_errors_exit_2(demo_repo, tmp_path):
+    args = _report_args(demo_repo, tmp_path / "page.html")
+    missing = list(args)
+    missing[missing.index("--lists") + 1] = str(tmp_path / "no-lists")
+    result = runner.invoke(app, missing)
+    assert result.exit_code == 2
+    assert "churn score" in result.output
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"pr_auc": 0.3}))
+    no_auc = list(args)
+    no_auc[no_auc.index("--metrics") + 1] = str(metrics)
+    result = runner.invoke(app, no_auc)
+    assert result.exit_code == 2 and "roc_auc" in result.output
+    assert not (tmp_path / "page.html").exists()
+
+
+def _displayed_number(text: str) -> tuple[float, float]:
+    """The number a marker shows and half its last digit (the rounding it allows)."""
+    text = text.strip()
+    match = re.search(r"-?[\d,]*\.?\d+", text)
+    assert match, text
+    digits = match.group().replace(",", "")
+    decimals = len(digits.split(".")[1]) if "." in digits else 0
+    value, half = float(digits), 0.5 * 10**-decimals
+    scale = {"%": 0.01, "k": 1e3, "M": 1e6}.get(text[match.end() : match.end() + 1], 1.0)
+    return value * scale, half * scale
+
+
+def test_headline_figures_are_the_numbers_in_metrics_json_backtest_and_lists(
+    leadership_page, demo_repo
+):
+    page = parse_page(leadership_page.read_text())
+    metrics = json.loads((demo_repo / "reports" / "metrics.json").read_text())
+    backtest = json.loads((demo_repo / "reports" / "backtest.json").read_text())
+    lists_dir = next((demo_repo / "reports" / "lists").iterdir())
+    accounts = pd.read_parquet(lists_dir / "accounts.parquet")
+    manifest = json.loads((lists_dir / "manifest.json").read_text())
+    from_lists = {
+        "accounts": float(len(accounts)),
+        "arr_total": float(accounts["arr"].sum()),
+        "expected_arr_at_risk": float(accounts["expected_arr_at_risk"].sum()),
+        "accounts_on_lists": float(accounts["on_list"].sum()),
+        "high_risk_accounts": float((accounts["risk_band"] == "high").sum()),
+    }
+    for segment, part in accounts.groupby("segment"):
+        from_lists[f"segment:{segment}:expected_arr_at_risk"] = float(
+            part["expected_arr_at_risk"].sum()
+        )
+    sources = {"metrics": metrics, "backtest": backtest, "lists": from_lists}
+    shown = {(m["data-source"], m["data-metric"]) for m in page.metrics}
+    required = {
+        ("metrics", "roc_auc"),
+        ("metrics", "health_score_roc_auc"),
+        ("metrics", "oracle_roc_auc"),
+        ("metrics", "lift_top_decile"),
+        ("metrics", "precision_at_capacity"),
+        ("metrics", "ece"),
+        ("backtest", "backtest_precision_at_capacity"),
+        ("backtest", "backtest_lead_time_arr_share"),
+        ("lists", "expected_arr_at_risk"),
+        ("lists", "accounts"),
+    }
+    assert required <= shown, required - shown
+    checked = 0
+    for marker in page.metrics:
+        source = sources[marker["data-source"]]
+        if marker["data-metric"] not in source:
+            continue  # e.g. the share of ARR at risk: a ratio of two checked figures
+        expected = source[marker["data-metric"]]
+        if expected is None:
+            assert marker["data-value"] == "" and marker["text"].strip() == "n/a"
+            continue
+        assert float(marker["data-value"]) == pytest.approx(expected, rel=1e-12), marker
+        shown_value, rounding = _displayed_number(marker["text"])
+        assert abs(shown_value - expected) <= rounding * (1 + 1e-9), marker
+        checked += 1
+    assert checked >= len(required)
+    # the lists' own totals agree with the page's
+    assert from_lists["expected_arr_at_risk"] == pytest.approx(
+        manifest.get("expected_arr_at_risk", from_lists["expected_arr_at_risk"]), abs=0.01
+    )
+
+
+def _artifact_dir() -> Path:
+    return Path(os.environ.get("CHURN_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+
+
+def test_report_renders_in_headless_chromium(leadership_page):
+    binary = chromium_binary()
+    if binary is None:
+        message = "Chromium not found (apt-get install chromium; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with Browser(binary, width=1280, height=900) as browser:
+        page = browser.open_page()
+        load(page, leadership_page)
+        images = evaluate(
+            page,
+            "Promise.all(Array.from(document.images).map(img => img.decode().then("
+            "() => ({alt: img.alt, width: img.naturalWidth, height: img.naturalHeight}),"
+            "() => ({alt: img.alt, width: 0, height: 0}))))",
+        )
+        title = evaluate(page, "document.title")
+        sections = evaluate(page, "Array.from(document.querySelectorAll('h2'), h => h.textContent)")
+        shot = full_page_screenshot(page, _artifact_dir() / "leadership_report.png")
+        errors = page.errors()
+        requests = page.requested_urls()
+    assert errors == []
+    assert len(images) >= 8
+    broken = [img["alt"] for img in images if img["width"] == 0 or img["height"] == 0]
+    assert broken == []
+    assert title.startswith("Churn risk report")
+    assert sections == [
+        "What drives churn",
+        "Where the risk is",
+        "Can we trust it",
+        "Trend",
+        "Model card",
+    ]
+    # the page itself and its embedded images: nothing else was fetched
+    assert all(u.startswith(("file://", "data:")) for u in requests), requests
+    assert shot.stat().st_size > 50_000
+    with shot.open("rb") as f:
+        header = f.read(24)
+    width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    assert width == 1280 and height > 2000
+
+
+def test_same_inputs_give_the_same_page():
+    """Byte-identical output for identical inputs: no timestamps, no random jitter."""
+    first = render_html(build_report(tiny_inputs(), small_settings()))
+    assert first == render_html(build_report(tiny_inputs(), small_settings()))
