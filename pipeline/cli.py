@@ -37,6 +37,27 @@ ParamsOption = Annotated[
     Path, typer.Option("--params", help="The params file (one section per stage).")
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
+# Options shared by `score` and `weekly`, which score the same way.
+ScoringInterimOption = Annotated[
+    Path, typer.Option("--interim", help="Validated tables (features, CSM ownership, freshness).")
+]
+ModelRefOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="A model directory, or an MLflow registry URI such as "
+        "models:/churn-model@champion (tracking URI from params mlflow.tracking_uri).",
+    ),
+]
+ReferenceOption = Annotated[
+    Path,
+    typer.Option(
+        "--reference", help="Feature table whose training-period rows are the drift reference."
+    ),
+]
+MlflowRunOption = Annotated[
+    Path, typer.Option("--mlflow-run", help="Run id of a models/ directory (from `churn track`).")
+]
 DEMO_MARKER = "DEMO_DISABLED.txt"
 
 
@@ -452,23 +473,10 @@ def score(
         str | None,
         typer.Option(help="Score at this date (YYYY-MM-DD); default: base.as_of_date."),
     ] = None,
-    interim: Annotated[
-        Path, typer.Option(help="Validated tables (features, CSM ownership, freshness).")
-    ] = Path("data/interim"),
-    model: Annotated[
-        str,
-        typer.Option(
-            help="A model directory, or an MLflow registry URI such as "
-            "models:/churn-model@champion (tracking URI from params mlflow.tracking_uri)."
-        ),
-    ] = "models",
-    reference: Annotated[
-        Path,
-        typer.Option(help="Feature table whose training-period rows are the drift reference."),
-    ] = Path("data/processed/features.parquet"),
-    mlflow_run: Annotated[
-        Path, typer.Option(help="Run id of a models/ directory (from `churn track`).")
-    ] = Path("reports/mlflow_run.json"),
+    interim: ScoringInterimOption = Path("data/interim"),
+    model: ModelRefOption = "models",
+    reference: ReferenceOption = Path("data/processed/features.parquet"),
+    mlflow_run: MlflowRunOption = Path("reports/mlflow_run.json"),
     out: Annotated[
         Path | None,
         typer.Option(help="Output directory; default: reports/lists/<as-of>."),
@@ -611,23 +619,10 @@ def weekly(
             help="Ingest the source named in params into --interim first (a fresh extract).",
         ),
     ] = True,
-    interim: Annotated[
-        Path, typer.Option(help="Validated tables (features, CSM ownership, freshness).")
-    ] = Path("data/interim"),
-    model: Annotated[
-        str,
-        typer.Option(
-            help="A model directory, or an MLflow registry URI such as "
-            "models:/churn-model@champion."
-        ),
-    ] = "models",
-    reference: Annotated[
-        Path,
-        typer.Option(help="Feature table whose training-period rows are the drift reference."),
-    ] = Path("data/processed/features.parquet"),
-    mlflow_run: Annotated[
-        Path, typer.Option(help="Run id of a models/ directory (from `churn track`).")
-    ] = Path("reports/mlflow_run.json"),
+    interim: ScoringInterimOption = Path("data/interim"),
+    model: ModelRefOption = "models",
+    reference: ReferenceOption = Path("data/processed/features.parquet"),
+    mlflow_run: MlflowRunOption = Path("reports/mlflow_run.json"),
     dry_run: Annotated[
         bool,
         typer.Option(

@@ -95,9 +95,8 @@ class _Reasons:
     def labels(self, positions: np.ndarray) -> list[str]:
         parts: list[list[str]] = [[] for _ in range(len(positions))]
         for code, mask in self.masks.items():
-            for i, hit in enumerate(mask[positions]):
-                if hit:
-                    parts[i].append(code)
+            for i in np.flatnonzero(mask[positions]):  # only the (few) rows that hit
+                parts[i].append(code)
         return ["; ".join(p) for p in parts]
 
     def counts(self) -> Counter[str]:

@@ -50,6 +50,8 @@ def test_shap_values_add_up_to_the_model_log_odds(medium_demo):
         check_additivity(tampered, base, raw)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:shap.*")
+@pytest.mark.filterwarnings("ignore:LightGBM binary classifier with TreeExplainer:UserWarning")
 def test_pred_contrib_agrees_with_shap_tree_explainer(medium_demo):
     """LightGBM's own TreeSHAP and the shap package give the same values (log-odds)."""
     import shap as shap_package
