@@ -88,6 +88,20 @@ def test_dvc_repro_trains_evaluates_and_tracks(repo):
 
 
 @pytest.mark.slow
+def test_dvc_repro_ends_with_the_weekly_lists_and_the_leadership_report(repo):
+    as_of = yaml.safe_load((repo / "params.yaml").read_text())["base"]["as_of_date"]
+    lists = repo / "reports" / "lists" / str(as_of)
+    manifest = json.loads((lists / "manifest.json").read_text())
+    assert manifest["as_of"] == str(as_of) and manifest["csms"]
+    for entry in manifest["csms"]:
+        assert (lists / entry["csv"]).is_file() and (lists / entry["html"]).is_file()
+    run = json.loads((repo / "reports" / "mlflow_run.json").read_text())
+    assert manifest["model_version"] == run["run_id"]
+    page = (repo / "reports" / "leadership.html").read_text()
+    assert "<html" in page and "data:image/png;base64," in page
+
+
+@pytest.mark.slow
 def test_experiments_metrics_diff_and_plots_diff(repo):
     """What the README tells a data scientist to run, in a scratch repository."""
     exp = _run(["dvc", "exp", "run", "-S", "train.lightgbm.learning_rate=0.1"], repo)
