@@ -403,7 +403,7 @@ def run_train(params: dict, features_path, models_dir) -> TrainedModel:
         test_months=int(cfg["test_months"]),
         gap_days=int(feat_cfg["label_horizon_days"]),
         grace_days=int(section(params, "base")["renewal_grace_days"]),
-        calibration=str(cfg.get("calibration", "isotonic")),
+        calibration=str(cfg.get("calibration", "platt")),
         monotone=bool(cfg.get("monotone_constraints", True)),
         seed=int(section(params, "base")["seed"]),
     )
