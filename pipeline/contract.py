@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
@@ -376,6 +377,25 @@ TABLE_ORDER: tuple[str, ...] = (
 )
 REQUIRED_TABLES: tuple[str, ...] = tuple(n for n in TABLE_ORDER if TABLES[n].required)
 STREAMED_TABLES: frozenset[str] = frozenset({"usage_events"})
+#: The timestamp that says when each table's row entered the world: what "data before t" and
+#: "how fresh is this table" are measured by.
+ROW_STAMPS: dict[str, str] = {
+    "accounts": "created_at",
+    "contracts": "start_date",
+    "users": "created_at",
+    "usage_events": "occurred_at",
+    "trainings": "enrolled_at",
+    "support_tickets": "opened_at",
+    "nps_responses": "responded_at",
+    "csm_touchpoints": "occurred_at",
+}
+
+
+def interim_path(interim_dir: Path, name: str) -> Path:
+    """Where ingest writes a validated table: a folder of parts for streamed tables, else one
+    Parquet file."""
+    return interim_dir / name if name in STREAMED_TABLES else interim_dir / f"{name}.parquet"
+
 
 _PANDAS_DTYPES: dict[str, str] = {
     # Arrow-backed strings: vectorised string operations on millions of event rows.

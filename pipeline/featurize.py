@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.definitions import FeatureSettings, feature_statements
 from features.registry import FAMILIES, Feature, available, build_registry
-from pipeline.contract import TABLE_ORDER, TABLES
+from pipeline.contract import TABLE_ORDER, TABLES, interim_path
 from pipeline.engines import Engine
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ def build_features(
     registry = build_registry(settings.windows)
     usable = available(registry, tables_present)
     for name in sorted(tables_present):
-        path = interim_dir / name if name == "usage_events" else interim_dir / f"{name}.parquet"
-        engine.register_parquet(name, path)
+        engine.register_parquet(name, interim_path(interim_dir, name))
     statements = feature_statements(settings, tables_present, [f.name for f in usable])
     # Snapshots in batches bound the size of the snapshot x history joins (memory), while the
     # snapshot-independent views (usage per user and day...) are built once.

@@ -33,6 +33,7 @@ from pipeline.contract import (
     DataContractError,
     TableSpec,
     arrow_schema,
+    interim_path,
 )
 from pipeline.sources import Source
 from pipeline.validate import TableResult, ValidationContext, validate_table
@@ -213,7 +214,7 @@ def ingest_source(
                     f"{report.quarantined_by_reason.most_common(3)}",
                 )
             if accepted is not None:
-                _write_file(accepted, staging / f"{name}.parquet", arrow_schema(spec))
+                _write_file(accepted, interim_path(staging, name), arrow_schema(spec))
                 if len(result.quarantined):
                     _write_file(
                         result.quarantined, staging / "quarantine" / f"{name}.parquet", None

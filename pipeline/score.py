@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from features.registry import Feature
+from pipeline.contract import ROW_STAMPS, TABLES, interim_path
 from pipeline.explain import explain, moved_most, reason_codes, shap_values
 from pipeline.lists import list_flags, rank_lists, render_lists
 from pipeline.train import LoadedModel, design_matrix
@@ -42,17 +43,6 @@ from pipeline.train import LoadedModel, design_matrix
 log = logging.getLogger(__name__)
 
 RANK_BY = ("expected_arr_at_risk", "probability")
-# When each table's rows happened: the column that says how fresh the table is.
-STAMP_COLUMNS = {
-    "accounts": "created_at",
-    "contracts": "start_date",
-    "users": "created_at",
-    "usage_events": "occurred_at",
-    "trainings": "enrolled_at",
-    "support_tickets": "opened_at",
-    "nps_responses": "responded_at",
-    "csm_touchpoints": "occurred_at",
-}
 ACCOUNT_COLUMNS = [
     "as_of",
     "account_id",
@@ -131,7 +121,6 @@ def _fraction(value, name: str) -> float:
 
 def score_settings(params: dict) -> ScoreSettings:
     """Validated settings from `score` and `evaluate.capacity_per_csm` (clear errors)."""
-    from pipeline.contract import TABLES
     from pipeline.params import ConfigError, section
 
     cfg = section(params, "score")
@@ -157,9 +146,9 @@ def score_settings(params: dict) -> ScoreSettings:
     stale = cfg.get("stale_after_days") or {}
     if not isinstance(stale, dict):
         raise ConfigError("score.stale_after_days must map table names to days")
-    unknown = sorted(set(stale) - set(STAMP_COLUMNS))
+    unknown = sorted(set(stale) - set(ROW_STAMPS))
     if unknown:
-        known = sorted(t for t in STAMP_COLUMNS if t in TABLES)
+        known = sorted(t for t in ROW_STAMPS if t in TABLES)
         raise ConfigError(f"score.stale_after_days: unknown tables {unknown}; known: {known}")
     threshold = cfg.get("change_threshold", 0.05)
     return ScoreSettings(
@@ -734,10 +723,9 @@ def latest_stamps(interim_dir: Path, tables: set[str], as_of: date) -> dict[str,
 
     out: dict[str, date | None] = {}
     cutoff = pd.Timestamp(as_of, tz="UTC")
-    for name in sorted(set(tables) & set(STAMP_COLUMNS)):
-        column = STAMP_COLUMNS[name]
-        path = interim_dir / name if name == "usage_events" else interim_dir / f"{name}.parquet"
-        dataset = ds.dataset(path, format="parquet")
+    for name in sorted(set(tables) & set(ROW_STAMPS)):
+        column = ROW_STAMPS[name]
+        dataset = ds.dataset(interim_path(interim_dir, name), format="parquet")
         kind = dataset.schema.field(column).type
         bound = (
             pa.scalar(as_of, type=kind) if pa.types.is_date(kind) else pa.scalar(cutoff, type=kind)

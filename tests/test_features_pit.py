@@ -18,22 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.definitions import FeatureSettings
-from pipeline.contract import TABLES, arrow_schema
+from pipeline.contract import ROW_STAMPS, TABLES, arrow_schema, interim_path
 from pipeline.engines import DuckDBEngine
 from pipeline.featurize import LABEL, build_features, present_tables
 from tests.conftest import feature_settings
 
-# What stamps a row (when it entered the world) and which later timestamps a row may carry.
-ROW_STAMP = {
-    "accounts": "created_at",
-    "contracts": "start_date",
-    "users": "created_at",
-    "usage_events": "occurred_at",
-    "trainings": "enrolled_at",
-    "support_tickets": "opened_at",
-    "nps_responses": "responded_at",
-    "csm_touchpoints": "occurred_at",
-}
+# Timestamps a row may carry that happen after the row itself (blanked when later than t).
 LATER_STAMPS = {
     "users": ["deactivated_at"],
     "trainings": ["completed_at"],
@@ -46,8 +36,7 @@ def _settings(as_of: date) -> FeatureSettings:
 
 
 def _read(interim: Path, name: str) -> pd.DataFrame:
-    path = interim / name if name == "usage_events" else interim / f"{name}.parquet"
-    return pq.read_table(path).to_pandas()
+    return pq.read_table(interim_path(interim, name)).to_pandas()
 
 
 def _cut_at(interim: Path, tables: set[str], t: date, out: Path) -> None:
@@ -56,8 +45,8 @@ def _cut_at(interim: Path, tables: set[str], t: date, out: Path) -> None:
     out.mkdir(parents=True)
     for name in tables:
         frame = _read(interim, name)
-        if name in ROW_STAMP:  # csms carry no time: nothing to cut
-            stamp = frame[ROW_STAMP[name]]
+        if name in ROW_STAMPS:  # csms carry no time: nothing to cut
+            stamp = frame[ROW_STAMPS[name]]
             keep = stamp < (t if name == "contracts" else t_ts)
             frame = frame.loc[keep.to_numpy()].copy()
         for col in LATER_STAMPS.get(name, []):
