@@ -272,8 +272,9 @@ class SimulationConfig:
     """Everything that determines a simulated company; the same config gives the same data.
 
     The defaults give a ~3-year history of ~1500 accounts (about 2-3M usage rows), small enough
-    that simulate + ingest of the demo takes seconds. Dates may be given as ISO strings (as they
-    come from ``params.yaml``); they are normalised to ``datetime.date``.
+    for fast tests; the demo in ``params.yaml`` asks for 4,000 accounts over five years. Dates
+    may be given as ISO strings (as they come from ``params.yaml``); they are normalised to
+    ``datetime.date``.
     """
 
     n_accounts: int = 1500

@@ -3,6 +3,8 @@
 Training uses the earliest labelled snapshots; early stopping and calibration use a later
 validation period; the test period is the latest with known labels, and starts at least one
 label horizon after the last training snapshot, so no renewal outcome is shared between them.
+Training rows whose renewal is decided once validation has begun are purged, so training and
+validation share no renewal outcome either.
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ class Calibrator:
 
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, *, method: str) -> Calibrator:
-    """Isotonic (default) or Platt calibration fitted on the validation period."""
+    """Platt (the params default) or isotonic calibration fitted on the validation period."""
     raw, y = np.asarray(raw, dtype=float), np.asarray(y, dtype=float)
     if method == "platt":
         from sklearn.linear_model import LogisticRegression
