@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.simulate import (
+from pipeline.stages.simulate import (
     MODULE_EVENT_TYPES,
     MODULES,
     RAW_TABLE_SCHEMAS,

@@ -15,7 +15,10 @@ since 1970-01-01 UTC, `*_day` columns are whole days since then.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.core.config import Config
 
 SECONDS_PER_DAY = 86_400
 
@@ -709,14 +712,15 @@ def feature_statements(
     return statements
 
 
-def settings_from_params(params: dict[str, Any], as_of_day: int) -> FeatureSettings:
-    """Unpack the `features` and `base` sections into definition settings."""
-    section = params["features"]
+def settings_from_config(config: Config, as_of_day: int) -> FeatureSettings:
+    """The definitions' settings from the typed config's `features` and `base` sections."""
+    f = config.features
     return FeatureSettings(
-        windows=tuple(sorted({int(w) for w in section["windows"]})),
-        advanced_modules=tuple(section["advanced_modules"]),
-        priority_weights={str(k): float(v) for k, v in section["priority_weights"].items()},
-        label_horizon_days=int(section["label_horizon_days"]),
-        renewal_grace_days=int(params["base"]["renewal_grace_days"]),
+        windows=tuple(sorted(set(f.windows))),
+        advanced_modules=tuple(f.advanced_modules),
+        priority_weights={str(k): float(v) for k, v in f.priority_weights.items()},
+        label_horizon_days=int(f.label_horizon_days),
+        renewal_grace_days=int(config.base.renewal_grace_days),
         as_of_day=as_of_day,
+        onboarding_days=int(f.onboarding_days),
     )

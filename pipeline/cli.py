@@ -20,9 +20,9 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.contract import DataContractError
-from pipeline.params import DEFAULT_PARAMS, ConfigError, as_of_timestamp, load_params, section
-from pipeline.sources import NameMapping, SourceError, open_source
+from pipeline.core.config import DEFAULT_PARAMS, ConfigError, as_of_timestamp, load_params, section
+from pipeline.data.contract import DataContractError
+from pipeline.data.sources import NameMapping, SourceError, open_source
 
 app = typer.Typer(
     help="Churn prediction for B2B SaaS customer success: from raw account data to weekly "
@@ -120,7 +120,7 @@ def simulate(
     When params name your own data as ingest.source, the demo is not generated (unless
     --force), so `dvc repro` never mixes demo rows into a real run.
     """
-    from pipeline.simulate import SimulationConfig, write_simulation
+    from pipeline.stages.simulate import SimulationConfig, write_simulation
 
     try:
         params = load_params(params_path)
@@ -193,7 +193,7 @@ def _parse_day(text: str) -> date:
 
 def _ingest(params: dict, source: str | None, out: Path) -> None:
     """Ingest as the params say (source, mapping, as-of date), with progress and a summary."""
-    from pipeline.ingest import REPORT_NAME, ingest_source
+    from pipeline.stages.ingest import REPORT_NAME, ingest_source
 
     cfg = section(params, "ingest")
     as_of = as_of_timestamp(params)
@@ -244,7 +244,7 @@ def features(
     ] = None,
 ) -> None:
     """Build point-in-time features and churn labels for every account and snapshot date."""
-    from pipeline.featurize import FeatureError, run_features
+    from pipeline.stages.features import FeatureError, run_features
 
     try:
         params = load_params(params_path)
@@ -279,7 +279,7 @@ def train(
     ] = Path("models"),
 ) -> None:
     """Train the LightGBM churn model out of time and calibrate it."""
-    from pipeline.train import TrainingError, run_train
+    from pipeline.stages.train import TrainingError, run_train
 
     try:
         model = run_train(load_params(params_path), features_path, models)
@@ -315,8 +315,8 @@ def evaluate(
     ),
 ) -> None:
     """Score the test period; compare with the health score, logistic regression and oracle."""
-    from pipeline.evaluate import run_evaluate
-    from pipeline.train import TrainingError
+    from pipeline.stages.evaluate import run_evaluate
+    from pipeline.stages.train import TrainingError
 
     try:
         result = run_evaluate(
@@ -356,9 +356,9 @@ def track(
     """Log the training run to MLflow; register the model; promote it if it beats the champion."""
     import json
 
-    from pipeline.atomic import write_json
-    from pipeline.tracking import log_training_run, resolve_tracking_uri
-    from pipeline.train import TrainingError
+    from pipeline.core.atomic import write_json
+    from pipeline.stages.track import log_training_run, resolve_tracking_uri
+    from pipeline.stages.train import TrainingError
 
     try:
         params = load_params(params_path)
@@ -395,9 +395,9 @@ def backtest(
     ),
 ) -> None:
     """Replay each CSM's weekly top-k list over the test period: precision, lead time, stability."""
-    from pipeline.backtest import BacktestError, run_backtest
-    from pipeline.featurize import FeatureError
-    from pipeline.train import TrainingError
+    from pipeline.stages.backtest import BacktestError, run_backtest
+    from pipeline.stages.features import FeatureError
+    from pipeline.stages.train import TrainingError
 
     try:
         result = run_backtest(load_params(params_path), interim, models, metrics, weekly)
@@ -445,7 +445,7 @@ def report(
 
     Reads the lists, metrics and backtest the earlier stages wrote; computes no score again.
     """
-    from pipeline.report import ReportError, run_report
+    from pipeline.stages.report import ReportError, run_report
 
     try:
         params = load_params(params_path)
@@ -483,8 +483,8 @@ def score(
     ] = None,
 ) -> None:
     """Score every active account, explain it and write each CSM's ranked at-risk list."""
-    from pipeline.score import ScoringError, run_score
-    from pipeline.train import TrainingError
+    from pipeline.stages.score import ScoringError, run_score
+    from pipeline.stages.train import TrainingError
 
     try:
         manifest = run_score(
@@ -523,7 +523,7 @@ def registry(
 @app.command()
 def contract() -> None:
     """Print the data contract (tables, columns, rules) as Markdown."""
-    from pipeline.contract import contract_markdown
+    from pipeline.data.contract import contract_markdown
 
     typer.echo(contract_markdown(), nl=False)
 
@@ -566,7 +566,7 @@ def deliver(
     variables it names. Exit code 1 when some CSM's delivery failed (the others still go out;
     a rerun sends only what is missing), 2 on a settings or manifest error (nothing sent).
     """
-    from pipeline.deliver import DeliveryError, run_deliver
+    from pipeline.stages.deliver import DeliveryError, run_deliver
 
     if outbox is not None and not dry_run:
         _fail(ValueError("--outbox applies only with --dry-run"))
@@ -637,9 +637,9 @@ def weekly(
     the same week rescores and sends only what did not go out (or changed). Exit codes as for
     `churn deliver`.
     """
-    from pipeline.deliver import DeliveryError, run_deliver
-    from pipeline.score import ScoringError, run_score
-    from pipeline.train import TrainingError
+    from pipeline.stages.deliver import DeliveryError, run_deliver
+    from pipeline.stages.score import ScoringError, run_score
+    from pipeline.stages.train import TrainingError
 
     try:
         params = load_params(params_path)

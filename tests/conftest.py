@@ -144,9 +144,9 @@ def raw_tables() -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory):
     """A small simulated company (60 accounts), ingested: (interim_dir, validation report)."""
-    from pipeline.ingest import ingest_source
-    from pipeline.simulate import SimulationConfig, write_simulation
-    from pipeline.sources import DirectorySource
+    from pipeline.stages.ingest import ingest_source
+    from pipeline.stages.simulate import SimulationConfig, write_simulation
+    from pipeline.data.sources import DirectorySource
 
     root = tmp_path_factory.mktemp("small_demo")
     config = SimulationConfig(n_accounts=60, seed=7)
@@ -159,7 +159,7 @@ def small_demo(tmp_path_factory):
 def feature_settings(as_of) -> FeatureSettings:  # noqa: F821 - imported lazily
     """The default feature settings (params.yaml) with the data's as-of date."""
     from features.definitions import settings_from_params
-    from pipeline.featurize import day_number
+    from pipeline.stages.features import day_number
 
     return settings_from_params(default_params(), day_number(as_of))
 
@@ -177,11 +177,11 @@ def medium_demo(tmp_path_factory):
 
     Returns a dict with the paths (interim, features, models, truth) and the params used.
     """
-    from pipeline.featurize import run_features
-    from pipeline.ingest import ingest_source
-    from pipeline.simulate import SimulationConfig, write_simulation
-    from pipeline.sources import DirectorySource
-    from pipeline.train import run_train
+    from pipeline.stages.features import run_features
+    from pipeline.stages.ingest import ingest_source
+    from pipeline.stages.simulate import SimulationConfig, write_simulation
+    from pipeline.data.sources import DirectorySource
+    from pipeline.stages.train import run_train
 
     root = tmp_path_factory.mktemp("medium_demo")
     params = default_params()
@@ -226,7 +226,7 @@ def scored_demo(medium_demo, tmp_path_factory):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.score import run_score
+    from pipeline.stages.score import run_score
 
     root = tmp_path_factory.mktemp("scored_demo")
     interim = root / "interim"

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.atomic import write_json
+from pipeline.core.atomic import write_json
 
 
 def build_demo_repo(medium_demo: dict, lists_dir: Path, root: Path) -> Path:
     """A repository-shaped directory of demo outputs (see the module docstring)."""
-    from pipeline.backtest import run_backtest
-    from pipeline.evaluate import run_evaluate
+    from pipeline.stages.backtest import run_backtest
+    from pipeline.stages.evaluate import run_evaluate
 
     params = medium_demo["params"]
     as_of = str(params["base"]["as_of_date"])

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.backtest import (
+from pipeline.stages.backtest import (
     WEEKLY_COLUMNS,
     BacktestError,
     backtest_metrics,
@@ -25,7 +25,7 @@ from pipeline.backtest import (
     weekly_lists,
     weighted_median,
 )
-from pipeline.params import ConfigError
+from pipeline.core.config import ConfigError
 
 MONDAY = date(2024, 1, 1)
 FAR = date(2025, 6, 30)
@@ -458,18 +458,18 @@ def demo_params(as_of: date) -> dict:
 def trained_company(tmp_path_factory):
     """400 simulated accounts, ingested, monthly features, a small trained model."""
     from features.definitions import settings_from_params
-    from pipeline.engines import DuckDBEngine
-    from pipeline.featurize import (
+    from pipeline.feature_engine.engines import DuckDBEngine
+    from pipeline.stages.features import (
         build_features,
         day_number,
         default_snapshot_start,
         present_tables,
         snapshot_dates,
     )
-    from pipeline.ingest import ingest_source
-    from pipeline.simulate import SimulationConfig, write_simulation
-    from pipeline.sources import DirectorySource
-    from pipeline.train import save_model, train_model
+    from pipeline.stages.ingest import ingest_source
+    from pipeline.stages.simulate import SimulationConfig, write_simulation
+    from pipeline.data.sources import DirectorySource
+    from pipeline.stages.train import save_model, train_model
 
     root = tmp_path_factory.mktemp("backtest_company")
     # five years, so that the purged training period keeps enough rows

@@ -22,7 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.deliver import (
+from pipeline.stages.deliver import (
     DeliveryError,
     SmtpSettings,
     attachment_filename,
@@ -32,7 +32,7 @@ from pipeline.deliver import (
     safe_token,
     smtp_credentials,
 )
-from pipeline.params import ConfigError
+from pipeline.core.config import ConfigError
 from tests.conftest import tiny_raw_tables, write_dir
 
 # Plain-text AUTH is fine on loopback in tests; production uses starttls or ssl.
@@ -521,8 +521,8 @@ def test_cli_deliver_help_documents_every_option():
 def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
     tmp_path, monkeypatch, smtp_server
 ):
-    import pipeline.score
-    from pipeline.atomic import atomic_path
+    import pipeline.stages.score
+    from pipeline.core.atomic import atomic_path
 
     port, handler = smtp_server
     monkeypatch.chdir(tmp_path)
@@ -530,7 +530,7 @@ def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
         monkeypatch.setenv(name, value)
     calls = []
 
-    real_signature = inspect.signature(pipeline.score.run_score)
+    real_signature = inspect.signature(pipeline.stages.score.run_score)
 
     def fake_run_score(params, **kwargs):
         real_signature.bind(params, **kwargs)  # weekly calls the real function's arguments
@@ -543,7 +543,7 @@ def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
             fill_lists(tmp)
         return {}
 
-    monkeypatch.setattr(pipeline.score, "run_score", fake_run_score)
+    monkeypatch.setattr(pipeline.stages.score, "run_score", fake_run_score)
     write_dir(tiny_raw_tables(), tmp_path / "raw")
     weekly_params = params(port)
     weekly_params["base"]["as_of_date"] = "2025-01-01"  # overridden by --as-of
@@ -568,12 +568,12 @@ def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
 
 
 def test_weekly_stops_before_delivery_when_scoring_fails(tmp_path, monkeypatch):
-    import pipeline.score
+    import pipeline.stages.score
 
     def failing_run_score(params, **kwargs):
-        raise pipeline.score.ScoringError("model features differ: missing 'sla_breaches_90d'")
+        raise pipeline.stages.score.ScoringError("model features differ: missing 'sla_breaches_90d'")
 
-    monkeypatch.setattr(pipeline.score, "run_score", failing_run_score)
+    monkeypatch.setattr(pipeline.stages.score, "run_score", failing_run_score)
     result = runner.invoke(app, ["weekly", "--params", _params_file(tmp_path), "--no-ingest"])
     assert result.exit_code == 2
     assert "sla_breaches_90d" in result.output and "Traceback" not in result.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.registry import build_registry, registry_markdown
-from pipeline.contract import TABLES, contract_markdown
+from pipeline.data.contract import TABLES, contract_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluate import run_evaluate
-from pipeline.metrics import (
+from pipeline.stages.evaluate import run_evaluate
+from pipeline.modeling.metrics import (
     binary_metrics,
     capacity_flags,
     expected_calibration_error,

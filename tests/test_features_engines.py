@@ -9,8 +9,8 @@ import pytest
 
 from features.definitions import FeatureSettings
 from features.registry import build_registry
-from pipeline.engines import DuckDBEngine, EngineError, SparkEngine, open_engine, to_spark_sql
-from pipeline.featurize import build_features, feature_summary, present_tables
+from pipeline.feature_engine.engines import DuckDBEngine, EngineError, SparkEngine, open_engine, to_spark_sql
+from pipeline.stages.features import build_features, feature_summary, present_tables
 from tests.conftest import feature_settings
 from tests.feature_fixtures import DATES as FIXTURE_DATES
 from tests.feature_fixtures import features_from_interim, fixture_tables, ingest_tables

@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.contract import TABLE_ORDER, DataContractError
-from pipeline.ingest import REPORT_NAME, ingest_source
-from pipeline.sources import DirectorySource, NameMapping
+from pipeline.data.contract import TABLE_ORDER, DataContractError
+from pipeline.stages.ingest import REPORT_NAME, ingest_source
+from pipeline.data.sources import DirectorySource, NameMapping
 from tests.conftest import AS_OF, write_dir
 
 

@@ -11,7 +11,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from pipeline.lists import (
+from pipeline.lists.render import (
     LIST_COLUMNS,
     defuse_cell,
     list_flags,

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from features.registry import build_registry
 from pipeline.cli import app
-from pipeline.params import ConfigError
-from pipeline.report import (
+from pipeline.core.config import ConfigError
+from pipeline.stages.report import (
     COHORT_FIRST_90,
     ListOutputs,
     ReportError,

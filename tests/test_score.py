@@ -17,8 +17,8 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.params import ConfigError
-from pipeline.score import (
+from pipeline.core.config import ConfigError
+from pipeline.stages.score import (
     ScoringError,
     check_feature_schema,
     drift_warnings,
@@ -195,7 +195,7 @@ def test_outputs_follow_the_shared_interface(scored_demo):
     assert manifest["data_version"] == dvc_dir_hash(scored_demo["interim"])
     accounts = pd.read_parquet(out / "accounts.parquet")
     # what the leadership report reads, plus the columns the interface promises besides
-    from pipeline.report import ACCOUNT_COLUMNS as REPORT_READS
+    from pipeline.stages.report import ACCOUNT_COLUMNS as REPORT_READS
 
     required = [*REPORT_READS, "as_of", "list_rank"]
     assert [c for c in required if c not in accounts.columns] == []
@@ -350,7 +350,7 @@ def test_model_from_the_mlflow_registry_alias(scored_demo, tmp_path, monkeypatch
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.score import load_scoring_model
+    from pipeline.stages.score import load_scoring_model
 
     monkeypatch.chdir(tmp_path)  # artifacts land next to the store
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -369,7 +369,7 @@ def test_model_from_the_mlflow_registry_alias(scored_demo, tmp_path, monkeypatch
     )
     assert model_version == run.info.run_id and source == "models:/churn-test@champion"
     reference = pd.read_parquet(scored_demo["out"] / "features.parquet").head(50)
-    from pipeline.train import load_model
+    from pipeline.stages.train import load_model
 
     local = load_model(scored_demo["models"])
     assert np.array_equal(model.predict(reference), local.predict(reference))

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import simulate
-from pipeline.simulate import (
+from pipeline.stages import simulate
+from pipeline.stages.simulate import (
     MODULE_TIERS,
     RAW_TABLE_SCHEMAS,
     SEGMENTS,

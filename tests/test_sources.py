@@ -16,8 +16,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipeline.ingest import ingest_source
-from pipeline.sources import (
+from pipeline.stages.ingest import ingest_source
+from pipeline.data.sources import (
     DirectorySource,
     NameMapping,
     SourceError,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.tracking import decide_champion, log_training_run, resolve_tracking_uri
+from pipeline.stages.track import decide_champion, log_training_run, resolve_tracking_uri
 
 
 def test_champion_moves_only_on_strict_improvement():
@@ -87,7 +87,7 @@ def test_registered_model_serves_calibrated_probabilities(tracked, medium_demo):
     """The champion loaded by alias gives the same probabilities as the model on disk."""
     import mlflow
 
-    from pipeline.train import load_model
+    from pipeline.stages.train import load_model
 
     uri = tracked[0]
     mlflow.set_tracking_uri(uri)

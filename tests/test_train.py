@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.registry import build_registry
-from pipeline.train import (
+from pipeline.stages.train import (
     Calibrator,
     TrainingError,
     check_trainable,

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.featurize import LABEL
+from pipeline.core.errors import BacktestError
+from pipeline.stages.features import LABEL
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,6 @@ WEEKLY_COLUMNS = [
     "listed_churned",
     "recall_at_capacity",
 ]
-
-
-class BacktestError(ValueError):
-    """The backtest cannot run with this input or configuration."""
 
 
 # --- core ------------------------------------------------------------------------------------
@@ -373,7 +370,7 @@ def backtest_metrics(
 
 def backtest_settings(params: dict) -> tuple[int, str, int]:
     """(capacity, rank_by, lead_days) from params, with the backtest section's defaults."""
-    from pipeline.params import ConfigError, section
+    from pipeline.core.config import ConfigError, section
 
     capacity = section(params, "evaluate").get("capacity_per_csm")
     cfg = params.get("backtest") or {}
@@ -410,12 +407,12 @@ def run_backtest(
     figures (JSON, DVC metrics) to `out_metrics` and the per-week figures (CSV) to `out_weekly`.
     """
     from features.definitions import settings_from_params
-    from pipeline.atomic import atomic_path, write_json
-    from pipeline.engines import EngineError, open_engine
-    from pipeline.featurize import build_features, day_number, present_tables, snapshot_dates
-    from pipeline.ingest import REPORT_NAME
-    from pipeline.params import ConfigError, as_of_timestamp, section
-    from pipeline.train import load_model
+    from pipeline.core.atomic import atomic_path, write_json
+    from pipeline.core.config import ConfigError, as_of_timestamp, section
+    from pipeline.feature_engine.engines import EngineError, open_engine
+    from pipeline.stages.features import build_features, day_number, present_tables, snapshot_dates
+    from pipeline.stages.ingest import REPORT_NAME
+    from pipeline.stages.train import load_model
 
     interim_dir = Path(interim_dir)
     capacity, rank_by, lead_days = backtest_settings(params)

@@ -2,7 +2,7 @@
 
 Everything that checks, normalises or documents input data is driven from the specs in this
 module, so the contract is written down exactly once. `docs/data-contract.md` explains it for
-people; `pipeline.validate` enforces it (with pandera for the value checks).
+people; `pipeline.data.validate` enforces it (with pandera for the value checks).
 """
 
 from __future__ import annotations
@@ -16,32 +16,9 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 
+from pipeline.core.errors import DataContractError  # noqa: F401 (re-exported)
+
 ColumnKind = Literal["id", "text", "category", "timestamp", "date", "float", "int", "bool"]
-
-
-class DataContractError(ValueError):
-    """The input as a whole breaks the contract (missing table or column, wrong type).
-
-    The message names the table, the column and a few example rows, because the person who
-    reads it has to find the problem in their own export.
-    """
-
-    def __init__(
-        self,
-        table: str,
-        column: str | None,
-        problem: str,
-        examples: pd.DataFrame | None = None,
-    ) -> None:
-        self.table = table
-        self.column = column
-        self.problem = problem
-        where = f"table '{table}'" + (f", column '{column}'" if column else "")
-        message = f"{where}: {problem}"
-        if examples is not None and len(examples):
-            shown = examples.head(5).to_string(max_colwidth=40)
-            message += f"\nexample rows:\n{shown}"
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

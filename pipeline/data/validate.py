@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from pipeline.contract import (
+from pipeline.data.contract import (
     ColumnSpec,
     DataContractError,
     TableSpec,
@@ -424,7 +424,7 @@ def validate_table(
 ) -> TableResult:
     """Split one raw table (or one chunk of it) into accepted and quarantined rows.
 
-    `raw` must already use the contract's column names (see `pipeline.sources` for mapping).
+    `raw` must already use the contract's column names (see `pipeline.data.sources` for mapping).
     `first_row` numbers the rows of a chunk within the whole table, so a quarantined row can be
     found in the source.
     """

@@ -49,7 +49,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.atomic import atomic_path
+from pipeline.core.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 

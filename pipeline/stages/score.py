@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from features.registry import Feature
-from pipeline.contract import ROW_STAMPS, TABLES, interim_path
-from pipeline.explain import explain, moved_most, reason_codes, shap_values
-from pipeline.lists import list_flags, rank_lists, render_lists
-from pipeline.train import LoadedModel, design_matrix
+from pipeline.core.errors import ScoringError
+from pipeline.data.contract import ROW_STAMPS, TABLES, interim_path
+from pipeline.lists.render import list_flags, rank_lists, render_lists
+from pipeline.modeling.explain import explain, moved_most, reason_codes, shap_values
+from pipeline.stages.train import LoadedModel, design_matrix
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,6 @@ ACCOUNT_COLUMNS = [
 TREND_COLUMNS = ["week", "n_accounts", "arr_total", "expected_arr_at_risk", "mean_probability"]
 
 
-class ScoringError(ValueError):
-    """Scoring cannot run, or would not be trustworthy, with this model, data or setting."""
-
-
 @dataclass(frozen=True)
 class ScoreSettings:
     """The `score` section of params.yaml (plus the capacity shared with evaluation)."""
@@ -104,7 +101,7 @@ class ScoreSettings:
 
 
 def _whole(value, name: str, minimum: int) -> int:
-    from pipeline.params import ConfigError
+    from pipeline.core.config import ConfigError
 
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, not {value!r}")
@@ -112,7 +109,7 @@ def _whole(value, name: str, minimum: int) -> int:
 
 
 def _fraction(value, name: str) -> float:
-    from pipeline.params import ConfigError
+    from pipeline.core.config import ConfigError
 
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ConfigError(f"{name} must be a number between 0 and 1, not {value!r}")
@@ -121,7 +118,7 @@ def _fraction(value, name: str) -> float:
 
 def score_settings(params: dict) -> ScoreSettings:
     """Validated settings from `score` and `evaluate.capacity_per_csm` (clear errors)."""
-    from pipeline.params import ConfigError, section
+    from pipeline.core.config import ConfigError, section
 
     cfg = section(params, "score")
     capacity = _whole(
@@ -700,7 +697,7 @@ def dvc_dir_hash(directory: Path) -> str:
     DVC hashes the JSON list of {md5, relpath} of every file, sorted by path; computing it the
     same way lets a list name the exact validated data it was scored on.
     """
-    from pipeline.tracking import file_md5
+    from pipeline.stages.track import file_md5
 
     directory = Path(directory)
     entries = sorted(
@@ -782,7 +779,7 @@ def load_scoring_model(
     import os
     import tempfile
 
-    from pipeline.train import TrainingError, load_model
+    from pipeline.stages.train import TrainingError, load_model
 
     if not ref.startswith("models:/"):
         try:
@@ -800,7 +797,7 @@ def load_scoring_model(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking import resolve_tracking_uri
+    from pipeline.stages.track import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=uri)
@@ -836,11 +833,11 @@ def run_score(
     """
     from features.definitions import settings_from_params
     from features.registry import available, build_registry
-    from pipeline.atomic import atomic_path
-    from pipeline.engines import EngineError, open_engine
-    from pipeline.featurize import FeatureError, build_features, day_number, present_tables
-    from pipeline.ingest import REPORT_NAME
-    from pipeline.params import ConfigError, as_of_timestamp, section
+    from pipeline.core.atomic import atomic_path
+    from pipeline.core.config import ConfigError, as_of_timestamp, section
+    from pipeline.feature_engine.engines import EngineError, open_engine
+    from pipeline.stages.features import FeatureError, build_features, day_number, present_tables
+    from pipeline.stages.ingest import REPORT_NAME
 
     settings = score_settings(params)
     data_as_of = as_of_timestamp(params).date()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.baselines import fit_logistic, health_risk, predict_logistic
-from pipeline.featurize import LABEL
-from pipeline.metrics import binary_metrics, curves, precision_recall_at_capacity
-from pipeline.train import LoadedModel, Split, design_matrix, labelled, purge_overlap
+from pipeline.modeling.baselines import fit_logistic, health_risk, predict_logistic
+from pipeline.modeling.metrics import binary_metrics, curves, precision_recall_at_capacity
+from pipeline.stages.features import LABEL
+from pipeline.stages.train import LoadedModel, Split, design_matrix, labelled, purge_overlap
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,9 @@ def run_evaluate(
     truth_path: Path | None,
 ) -> dict[str, float]:
     """The evaluate stage's edge."""
-    from pipeline.atomic import atomic_path, write_json
-    from pipeline.params import section
-    from pipeline.train import load_model
+    from pipeline.core.atomic import atomic_path, write_json
+    from pipeline.core.config import section
+    from pipeline.stages.train import load_model
 
     table = pd.read_parquet(features_path)
     model = load_model(models_dir)

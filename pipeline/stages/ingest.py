@@ -24,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.atomic import atomic_path, write_json
-from pipeline.contract import (
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.data.contract import (
     REQUIRED_TABLES,
     STREAMED_TABLES,
     TABLE_ORDER,
@@ -35,8 +35,8 @@ from pipeline.contract import (
     arrow_schema,
     interim_path,
 )
-from pipeline.sources import Source
-from pipeline.validate import TableResult, ValidationContext, validate_table
+from pipeline.data.sources import Source
+from pipeline.data.validate import TableResult, ValidationContext, validate_table
 
 log = logging.getLogger(__name__)
 

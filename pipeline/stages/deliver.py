@@ -47,7 +47,8 @@ from email.utils import format_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from pipeline.params import ConfigError
+from pipeline.core.config import ConfigError
+from pipeline.core.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,6 @@ WIRE_POLICY = policy.SMTP
 TEXT_CTE = "quoted-printable"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNSAFE_TOKEN = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-class DeliveryError(ValueError):
-    """A manifest, or one CSM's entry in it, cannot be delivered safely."""
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -638,7 +635,7 @@ class OutboxTransport:
         self.outbox = Path(outbox)
 
     def send(self, message: EmailMessage, *, envelope_from: str, recipient: str) -> str:
-        from pipeline.atomic import atomic_path
+        from pipeline.core.atomic import atomic_path
 
         target = self.outbox / f"{safe_token(str(message['X-Churn-CSM']))}.eml"
         with atomic_path(target) as tmp:
@@ -833,8 +830,8 @@ def run_deliver(
     Raises ConfigError or DeliveryError before anything is sent when the settings, the
     credentials or the manifest as a whole are unusable. Per-CSM failures are in the result.
     """
-    from pipeline.atomic import write_json
-    from pipeline.params import section
+    from pipeline.core.atomic import write_json
+    from pipeline.core.config import section
 
     lists_dir = Path(lists_dir)
     environ = os.environ if environ is None else environ

@@ -19,16 +19,13 @@ import numpy as np
 import pandas as pd
 
 from features.registry import Feature
-from pipeline.featurize import LABEL
+from pipeline.core.errors import TrainingError
+from pipeline.stages.features import LABEL
 
 log = logging.getLogger(__name__)
 
 MIN_ROWS = 200
 MIN_POSITIVES = 20
-
-
-class TrainingError(ValueError):
-    """The training data cannot give a trustworthy model (too few rows, one class...)."""
 
 
 @dataclass(frozen=True)
@@ -339,7 +336,7 @@ def save_model(model: TrainedModel, models_dir) -> None:
     """Write model, calibrator, feature schema and training info into `models_dir` atomically."""
     from pathlib import Path
 
-    from pipeline.atomic import atomic_path
+    from pipeline.core.atomic import atomic_path
 
     with atomic_path(Path(models_dir)) as tmp:
         tmp.mkdir(parents=True)
@@ -388,7 +385,7 @@ def run_train(params: dict, features_path, models_dir) -> TrainedModel:
     from pathlib import Path
 
     from features.registry import build_registry
-    from pipeline.params import section
+    from pipeline.core.config import section
 
     cfg = section(params, "train")
     feat_cfg = section(params, "features")

@@ -19,16 +19,13 @@ from typing import Protocol
 import pandas as pd
 import pyarrow.dataset as ds
 
-from pipeline.contract import TABLES, DataContractError
+from pipeline.core.errors import SourceError
+from pipeline.data.contract import TABLES, DataContractError
 
 log = logging.getLogger(__name__)
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
-
-
-class SourceError(ValueError):
-    """The configured source cannot be opened or read."""
 
 
 class Source(Protocol):

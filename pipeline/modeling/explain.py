@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.registry import FAMILIES, Feature
+from pipeline.core.errors import ExplainError
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ ADDITIVITY_TOLERANCE = 1e-6
 REASON_SEPARATOR = " | "
 # Units written after the number; others are clear from the feature's description.
 SPELLED_UNITS = ("days", "hours", "months")
-
-
-class ExplainError(ValueError):
-    """Explanations cannot be computed for this model or table."""
 
 
 def shap_values(booster, X: pd.DataFrame, *, num_threads: int = 0) -> tuple[pd.DataFrame, float]:

@@ -37,7 +37,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from features.registry import FAMILIES, Feature
-from pipeline.plots import curve_figures
+from pipeline.core.errors import ReportError
+from pipeline.modeling.plots import curve_figures
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ TREND_COLUMNS = ["week", "n_accounts", "arr_total", "expected_arr_at_risk", "mea
 LIST_FILES = ("manifest.json", "accounts.parquet", "shap.parquet", "features.parquet", "trend.csv")
 COHORT_FIRST_90 = "First 90 days"
 COHORT_LATER = "After 90 days"
-TRAINING_INFO = "training_info.json"  # pipeline.train.INFO_FILE, without importing LightGBM
+TRAINING_INFO = "training_info.json"  # pipeline.stages.train.INFO_FILE, without importing LightGBM
 MIN_SEGMENT_TEST_ROWS = 100  # fewer labelled test rows than this: a segment's AUC is noisy
 FAMILY_COLOURS = {
     "usage": "#1f77b4",
@@ -74,10 +75,6 @@ FAMILY_COLOURS = {
     "commercial": "#7f7f7f",
 }
 _PNG_DPI = 110
-
-
-class ReportError(ValueError):
-    """The report's inputs are missing or do not fit together."""
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -1175,7 +1172,7 @@ def load_inputs(
 
 def report_settings(cfg: Mapping[str, object] | None) -> ReportSettings:
     """ReportSettings from the params `report` section (absent keys keep their defaults)."""
-    from pipeline.params import ConfigError
+    from pipeline.core.config import ConfigError
 
     cfg = dict(cfg or {})
     known = {"top_features", "dependence_plots", "largest_accounts"}
@@ -1200,8 +1197,8 @@ def run_report(
     out: Path,
 ) -> ReportContext:
     """The report stage's edge: read the inputs, build the page, write it atomically."""
-    from pipeline.atomic import atomic_path
-    from pipeline.params import section, setting
+    from pipeline.core.atomic import atomic_path
+    from pipeline.core.config import section, setting
 
     settings = report_settings(params.get("report"))
     features_cfg = section(params, "features")

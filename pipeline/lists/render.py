@@ -12,7 +12,7 @@ apostrophe, every cell is quoted), and `<script>` must not run in the HTML page 
 autoescaping). Same input, same bytes: rows are sorted with account_id as tie-break, numbers
 have fixed formats, and nothing records the time of the run.
 
-Pure functions only; writing the files is the score stage's edge (`pipeline.score`).
+Pure functions only; writing the files is the score stage's edge (`pipeline.stages.score`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from pipeline.backtest import weekly_lists
-from pipeline.featurize import LABEL
+from pipeline.core.errors import ListError
+from pipeline.stages.backtest import weekly_lists
+from pipeline.stages.features import LABEL
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 CHANGE_LABELS = ("risen", "fallen", "steady", "new")
@@ -58,10 +59,6 @@ LIST_COLUMNS = [
     "data_version",
     "data_warnings",
 ]
-
-
-class ListError(ValueError):
-    """Lists cannot be built from this input."""
 
 
 # --- ranking and flags -----------------------------------------------------------------------

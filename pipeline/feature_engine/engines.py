@@ -15,12 +15,9 @@ from typing import Protocol
 import pandas as pd
 
 from features.definitions import Statement
+from pipeline.core.errors import EngineError
 
 log = logging.getLogger(__name__)
-
-
-class EngineError(RuntimeError):
-    """The engine could not be started or could not run the definitions."""
 
 
 class Engine(Protocol):

@@ -1,8 +1,9 @@
-"""Features stage: validated tables -> one row per account and snapshot date, with the label.
+"""Building the feature table: the feature definitions run on an engine over interim tables.
 
-Snapshot dates come from a cadence (monthly for training; a single date for weekly scoring).
-The feature definitions live in `features/` and run on the engine named in params. Feature
-families whose input table is absent are left out and reported, never a failure.
+Shared by every stage that needs point-in-time features (features for training, the backtest's
+weekly replay, weekly scoring), so none of them imports another. Snapshot dates come from a
+cadence (monthly for training; single weeks for scoring). Feature families whose input table
+is absent are left out and reported, never a failure.
 """
 
 from __future__ import annotations
@@ -16,21 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.definitions import FeatureSettings, feature_statements
+from features.definitions import FeatureSettings, feature_statements, settings_from_config
 from features.registry import FAMILIES, Feature, available, build_registry
-from pipeline.contract import TABLE_ORDER, TABLES, interim_path
-from pipeline.engines import Engine
+from pipeline.core.config import Config
+from pipeline.core.errors import FeatureError
+from pipeline.core.labels import ID_COLUMNS, LABEL
+from pipeline.core.layout import VALIDATION_REPORT
+from pipeline.data.contract import TABLE_ORDER, TABLES, interim_path
+from pipeline.feature_engine.engines import Engine, open_engine
 
 log = logging.getLogger(__name__)
 
 EPOCH_DAY = date(1970, 1, 1)
-ID_COLUMNS = ["account_id", "snapshot_date"]
-LABEL = "churned"
 META_COLUMNS = ["contract_id", "renewal_date"]
-
-
-class FeatureError(ValueError):
-    """The feature stage cannot run with this input or configuration."""
 
 
 @dataclass(frozen=True)
@@ -148,58 +147,7 @@ def _tidy(raw: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
         raw["renewal_day"].astype("int64"), unit="D", origin="unix"
     ).dt.date
     out[LABEL] = pd.to_numeric(raw[LABEL]).astype("Float64")
-    return out.sort_values(ID_COLUMNS, kind="stable").reset_index(drop=True)
-
-
-def feature_summary(result: FeatureResult) -> dict:
-    """Coverage, missing share and distribution per feature, plus label counts."""
-    table = result.table
-    labels = table[LABEL]
-    per_feature = {}
-    for f in result.features:
-        col = table[f.name]
-        entry: dict[str, object] = {
-            "family": f.family,
-            "missing_share": round(float(col.isna().mean()), 6),
-            "coverage": round(float(col.notna().mean()), 6),
-        }
-        if f.dtype == "category":
-            counts = col.value_counts(dropna=True).sort_index()
-            entry["categories"] = {str(k): int(v) for k, v in counts.items()}
-        else:
-            numbers = col.dropna()
-            if len(numbers):
-                q = numbers.quantile([0.05, 0.5, 0.95])
-                entry.update(
-                    mean=round(float(numbers.mean()), 6),
-                    min=round(float(numbers.min()), 6),
-                    p05=round(float(q.loc[0.05]), 6),
-                    p50=round(float(q.loc[0.5]), 6),
-                    p95=round(float(q.loc[0.95]), 6),
-                    max=round(float(numbers.max()), 6),
-                )
-        per_feature[f.name] = entry
-    return {
-        "rows": len(table),
-        "accounts": int(table["account_id"].nunique()),
-        "snapshots": int(table["snapshot_date"].nunique()),
-        "first_snapshot": str(table["snapshot_date"].min()) if len(table) else None,
-        "last_snapshot": str(table["snapshot_date"].max()) if len(table) else None,
-        "labelled_rows": int(labels.notna().sum()),
-        "censored_rows": int(labels.isna().sum()),
-        "churned_rows": int((labels == 1).sum()),
-        "churn_rate_labelled": round(float(labels.mean()), 6) if labels.notna().any() else None,
-        "families_available": sorted({f.family for f in result.features}),
-        "families_unavailable": result.families_unavailable,
-        "families_partial": result.families_partial,
-        "features_unavailable": result.features_unavailable,
-        "tables_present": sorted(result.tables_present),
-        "features": per_feature,
-    }
-
-
-def summary_json(summary: dict) -> str:
-    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    return out.sort_values(list(ID_COLUMNS), kind="stable").reset_index(drop=True)
 
 
 def default_snapshot_start(contracts_path: Path, max_window: int) -> date:
@@ -211,66 +159,42 @@ def default_snapshot_start(contracts_path: Path, max_window: int) -> date:
     return first + pd.Timedelta(days=max_window).to_pytimedelta()
 
 
-def run_features(
-    params: dict,
-    interim_dir: Path,
-    out_path: Path,
-    summary_path: Path,
-    *,
-    engine_name: str | None = None,
-    single_date: str | None = None,
-) -> dict:
-    """The stage's I/O edge: read params and the validation report, build, write atomically."""
-    from features.definitions import settings_from_params
-    from pipeline.atomic import atomic_path, write_table
-    from pipeline.engines import EngineError, open_engine
-    from pipeline.ingest import REPORT_NAME
-    from pipeline.params import ConfigError, as_of_timestamp, section
+def feature_settings(config: Config, *, as_of: date | None = None) -> FeatureSettings:
+    """The feature definitions' settings from the typed config (as-of: base.as_of_date)."""
+    return settings_from_config(config, day_number(as_of or config.base.as_of_date))
 
-    cfg = section(params, "features")
-    as_of = as_of_timestamp(params).date()
-    report_path = Path(interim_dir) / REPORT_NAME
+
+def read_present_tables(interim_dir: Path) -> tuple[set[str], dict]:
+    """Tables ingest accepted, and its validation report; a clear error before ingest ran."""
+    report_path = Path(interim_dir) / VALIDATION_REPORT
     if not report_path.is_file():
         raise FeatureError(f"{report_path} not found: run `churn ingest` first")
-    tables = present_tables(json.loads(report_path.read_text()))
+    report = json.loads(report_path.read_text())
+    return present_tables(report), report
+
+
+def compute_features(
+    config: Config,
+    interim_dir: Path,
+    tables_present: set[str],
+    dates: list[date],
+    *,
+    settings: FeatureSettings | None = None,
+    engine_name: str | None = None,
+) -> FeatureResult:
+    """Open the configured engine, build the features for `dates`, close it (the I/O edge)."""
+    cfg = config.features
+    name = engine_name or cfg.engine
+    options = getattr(cfg, name).model_dump() if name in ("duckdb", "spark") else {}
+    engine = open_engine(name, options)
     try:
-        settings = settings_from_params(params, day_number(as_of))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"features section of params.yaml is incomplete: {err}") from err
-    if single_date is not None:
-        day = pd.Timestamp(single_date).date()
-        if day > as_of:
-            raise FeatureError(f"--as-of {day} is after the data's as-of date {as_of}")
-        dates = [day]
-    else:
-        start = cfg.get("snapshot_start")
-        start = (
-            pd.Timestamp(str(start)).date()
-            if start
-            else default_snapshot_start(
-                Path(interim_dir) / "contracts.parquet", settings.max_window
-            )
+        return build_features(
+            engine,
+            Path(interim_dir),
+            tables_present,
+            dates,
+            settings or feature_settings(config),
+            batch_size=cfg.snapshot_batch_size,
         )
-        dates = snapshot_dates(start, as_of, str(cfg.get("snapshot_cadence", "monthly")))
-    name = engine_name or str(cfg.get("engine", "duckdb"))
-    try:
-        engine = open_engine(name, cfg.get(name) or {})
-        try:
-            result = build_features(
-                engine,
-                Path(interim_dir),
-                tables,
-                dates,
-                settings,
-                batch_size=int(cfg.get("snapshot_batch_size", 12)),
-            )
-        finally:
-            engine.close()
-    except EngineError as err:
-        raise FeatureError(str(err)) from err
-    summary = feature_summary(result)
-    summary["engine"] = name
-    write_table(result.table, Path(out_path))
-    with atomic_path(Path(summary_path)) as tmp:
-        tmp.write_text(summary_json(summary))
-    return summary
+    finally:
+        engine.close()

@@ -114,7 +114,7 @@ def log_training_run(
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    from pipeline.train import load_model
+    from pipeline.stages.train import load_model
 
     model = load_model(models_dir)
     table = pd.read_parquet(features_path)
@@ -141,7 +141,7 @@ def log_training_run(
                 "split": str(model.info["split"]),
             }
         )
-        from pipeline.pyfunc_model import ChurnModel
+        from pipeline.modeling.pyfunc_model import ChurnModel
 
         package_root = Path(__file__).resolve().parents[1]
         info = mlflow.pyfunc.log_model(
@@ -202,7 +202,7 @@ def _version(package: str) -> str:
 
 
 def _figures(plots_dir: Path) -> dict:
-    from pipeline.plots import curve_figures
+    from pipeline.modeling.plots import curve_figures
 
     frames = {p.stem: pd.read_csv(p) for p in sorted(plots_dir.glob("*.csv"))}
     return curve_figures(frames)

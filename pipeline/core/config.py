@@ -1,0 +1,410 @@
+"""Typed configuration: `params.yaml` parsed once, at the edge, into frozen sections.
+
+Every setting of every stage is declared here, with its type, its allowed range and its
+default: this file is the one place defaults live. Parsing fails before any work starts on an
+unknown key (with the nearest known key: `train.lightgbm.learnign_rate` -> "did you mean
+learning_rate?"), a value of the wrong type or a value out of range, naming the key path.
+Stages receive the parsed `Config` (or the sections they need) and never see the raw dict;
+nothing mutates it (`Config.with_as_of` returns a new one).
+
+`params.yaml` keeps one section per stage plus the shared `base`, and `dvc.yaml` names the keys
+each stage reads, so DVC reruns exactly what a change touches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic.types import Strict
+
+from pipeline.core.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+# YAML gives native types, so scalars are strict: "7" is not a number of leaves, 1 is not True.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # strict floats still accept whole numbers
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+PositiveInt = Annotated[int, Strict(), Field(ge=1)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
+Share = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+IsoDate = Annotated[date, Field(strict=False)]  # "2026-11-16" in YAML, quoted or not
+
+
+class Section(BaseModel):
+    """A params section: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- base --------------------------------------------------------------------------------------
+
+
+class BaseSection(Section):
+    """Settings every stage shares."""
+
+    seed: NonNegativeInt = 42
+    as_of_date: IsoDate
+    renewal_grace_days: NonNegativeInt = 30
+
+    @property
+    def as_of_timestamp(self) -> pd.Timestamp:
+        """The as-of date as a UTC instant (midnight): the data's exclusive end."""
+        return pd.Timestamp(self.as_of_date).tz_localize("UTC")
+
+
+# --- simulate ----------------------------------------------------------------------------------
+
+
+class SimulateSection(Section):
+    """The demo company (only generated while ingest.source is the demo directory)."""
+
+    n_accounts: PositiveInt = 1500
+    start_date: IsoDate = date(2023, 11, 1)
+    events_chunk_accounts: PositiveInt = 1000
+    segment_shares: tuple[Share, Share, Share] = (0.68, 0.24, 0.08)
+    trouble_share: Share = 0.42
+    usage_intensity: Annotated[float, Strict(), Field(gt=0)] = 1.0
+    churn_logit_shift: Float = 0.0
+
+    @_model_validator(mode="after")
+    def _shares_sum_to_one(self) -> SimulateSection:
+        if abs(sum(self.segment_shares) - 1.0) > 1e-6:
+            raise ValueError(f"segment_shares must sum to 1, not {sum(self.segment_shares)}")
+        return self
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+class IngestSection(Section):
+    """Where raw data lives and how its names map onto the data contract."""
+
+    source: Str = "data/raw/demo"
+    schema_: Str | None = Field(default=None, alias="schema")
+    table_map: dict[Str, Str] = Field(default_factory=dict)
+    column_map: dict[Str, dict[Str, Str]] = Field(default_factory=dict)
+    naive_timezone: Str | None = None
+    batch_rows: PositiveInt = 1_000_000
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("naive_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                pd.Timestamp("2020-01-01").tz_localize(value)
+            except Exception as err:
+                raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+    @property
+    def schema_name(self) -> str | None:
+        """The database schema (SQL sources only)."""
+        return self.schema_
+
+
+# --- features ----------------------------------------------------------------------------------
+
+
+class DuckDBOptions(Section):
+    threads: PositiveInt | None = None
+    memory_limit: Str | None = None
+
+
+class SparkOptions(Section):
+    master: Str = "local[2]"
+    shuffle_partitions: PositiveInt = 8
+    driver_memory: Str = "4g"
+
+
+_CADENCE = re.compile(r"^(monthly|weekly|[1-9][0-9]*d)$")
+
+
+class FeaturesSection(Section):
+    """The feature definitions' knobs and the engine that runs them."""
+
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    windows: tuple[PositiveInt, ...] = (30, 90)
+    snapshot_cadence: Str = "monthly"
+    snapshot_start: IsoDate | None = None
+    snapshot_batch_size: PositiveInt = 12
+    label_horizon_days: PositiveInt = 365
+    advanced_modules: tuple[Str, ...] = ("automation", "analytics", "api")
+    priority_weights: dict[Str, Annotated[float, Strict(), Field(ge=0)]] = Field(
+        default_factory=lambda: {"low": 1.0, "normal": 2.0, "high": 3.0, "urgent": 5.0}
+    )
+    onboarding_days: PositiveInt = 90
+    activation_days: tuple[PositiveInt, ...] = (30, 60, 90)
+    stickiness_days: PositiveInt = 30
+    qbr_window_days: PositiveInt = 90
+    detractor_max_score: NonNegativeInt = 6
+    duckdb: DuckDBOptions = Field(default_factory=DuckDBOptions)
+    spark: SparkOptions = Field(default_factory=SparkOptions)
+
+    @field_validator("windows", "activation_days")
+    @classmethod
+    def _sorted_unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("needs at least one number of days")
+        return tuple(sorted(set(value)))
+
+    @field_validator("snapshot_cadence")
+    @classmethod
+    def _cadence(cls, value: str) -> str:
+        if not _CADENCE.match(value):
+            raise ValueError(f"must be monthly, weekly or Nd (e.g. 14d), not {value!r}")
+        return value
+
+    @property
+    def engine_options(self) -> dict[str, Any]:
+        """Options of the selected engine, as keyword arguments."""
+        return getattr(self, self.engine).model_dump()
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+class LightGBMParams(Section):
+    """LightGBM parameters we let a user set (None: LightGBM's own default).
+
+    Only parameters that change the model are here; the ones that keep training deterministic
+    (seed, threads, deterministic) are set by the train stage itself.
+    """
+
+    learning_rate: Annotated[float, Strict(), Field(gt=0)] | None = None
+    num_leaves: Annotated[int, Strict(), Field(ge=2)] | None = None
+    max_depth: Int | None = None
+    min_data_in_leaf: NonNegativeInt | None = None
+    min_sum_hessian_in_leaf: Annotated[float, Strict(), Field(ge=0)] | None = None
+    feature_fraction: Annotated[float, Strict(), Field(gt=0, le=1)] | None = None
+    bagging_fraction: Annotated[float, Strict(), Field(gt=0, le=1)] | None = None
+    bagging_freq: NonNegativeInt | None = None
+    lambda_l1: Annotated[float, Strict(), Field(ge=0)] | None = None
+    lambda_l2: Annotated[float, Strict(), Field(ge=0)] | None = None
+    min_gain_to_split: Annotated[float, Strict(), Field(ge=0)] | None = None
+    max_bin: Annotated[int, Strict(), Field(ge=2)] | None = None
+    path_smooth: Annotated[float, Strict(), Field(ge=0)] | None = None
+    extra_trees: Bool | None = None
+    linear_tree: Bool | None = None
+    scale_pos_weight: Annotated[float, Strict(), Field(gt=0)] | None = None
+    is_unbalance: Bool | None = None
+    cat_smooth: Annotated[float, Strict(), Field(ge=0)] | None = None
+    cat_l2: Annotated[float, Strict(), Field(ge=0)] | None = None
+    max_cat_to_onehot: PositiveInt | None = None
+    min_data_per_group: PositiveInt | None = None
+
+    def as_params(self) -> dict[str, Any]:
+        """The parameters that were set, in declaration order (LightGBM's defaults for the rest)."""
+        return self.model_dump(exclude_none=True)
+
+
+class TrainSection(Section):
+    """The out-of-time split, LightGBM and calibration."""
+
+    test_months: PositiveInt = 6
+    valid_months: PositiveInt = 3
+    calibration: Literal["platt", "isotonic"] = "platt"
+    monotone_constraints: Bool = True
+    num_boost_round: PositiveInt = 1000
+    early_stopping_rounds: PositiveInt = 50
+    lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
+
+
+# --- evaluate, backtest, score -----------------------------------------------------------------
+
+
+class EvaluateSection(Section):
+    """Test-period metrics; the capacity is shared by the backtest, the lists and the report."""
+
+    capacity_per_csm: PositiveInt = 5
+
+
+class BacktestSection(Section):
+    """The weekly replay; lists are ranked as the score stage ranks them (score.rank_by)."""
+
+    lead_days: NonNegativeInt = 60
+
+
+class RiskBands(Section):
+    high: Share = 0.35
+    medium: Share = 0.15
+
+    @_model_validator(mode="after")
+    def _ordered(self) -> RiskBands:
+        if self.medium > self.high:
+            raise ValueError(f"medium ({self.medium}) is above high ({self.high})")
+        return self
+
+
+class DriftSettings(Section):
+    psi_warn: Annotated[float, Strict(), Field(gt=0)] = 0.25
+    top_features: PositiveInt = 10
+    bins: Annotated[int, Strict(), Field(ge=2)] = 10
+
+
+RankBy = Literal["expected_arr_at_risk", "probability"]
+
+
+class ScoreSection(Section):
+    """The weekly lists: ranking, bands, reasons, flags, trend, drift and freshness warnings."""
+
+    rank_by: RankBy = "expected_arr_at_risk"
+    risk_bands: RiskBands = Field(default_factory=RiskBands)
+    top_reasons: PositiveInt = 3
+    renewal_window_days: NonNegativeInt = 90
+    change_threshold: Share = 0.05
+    trend_weeks: PositiveInt = 8
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    stale_after_days: dict[Str, NonNegativeInt] = Field(default_factory=dict)
+
+    @field_validator("stale_after_days")
+    @classmethod
+    def _known_tables(cls, value: dict[str, int]) -> dict[str, int]:
+        from pipeline.data.contract import ROW_STAMPS, TABLES  # the contract names the tables
+
+        known = sorted(t for t in ROW_STAMPS if t in TABLES)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown tables {unknown}; known: {known}")
+        return dict(sorted(value.items()))
+
+
+# --- mlflow, deliver, report -------------------------------------------------------------------
+
+
+class MlflowSection(Section):
+    """Tracking (null URI: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db) and the registry."""
+
+    tracking_uri: Str | None = None
+    experiment: Str = "churn"
+    registered_model: Str = "churn-model"
+    champion_metric: Str = "roc_auc"
+
+
+class DeliverSection(Section):
+    """Sending the lists. Secrets never sit here: the *_env keys name environment variables."""
+
+    host: Str | None = None
+    port: Annotated[int, Strict(), Field(ge=1, le=65535)] | None = None
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    timeout_seconds: Annotated[float, Strict(), Field(gt=0)] = 30.0
+    username_env: Str | None = None
+    password_env: Str | None = None
+    from_address: Str | None = None
+    from_name: Str | None = None
+    reply_to: Str | None = None
+    empty_list: Literal["note", "skip"] = "note"
+
+    @property
+    def smtp_port(self) -> int:
+        """The port, or the usual one for the security mode."""
+        if self.port is not None:
+            return self.port
+        return 465 if self.security == "ssl" else 587
+
+
+class ReportSection(Section):
+    """How much the leadership page shows."""
+
+    top_features: PositiveInt = 15
+    dependence_plots: PositiveInt = 4
+    largest_accounts: PositiveInt = 10
+
+
+# --- the whole file ----------------------------------------------------------------------------
+
+
+class Config(Section):
+    """All of params.yaml. Sections left out take their defaults; `base` is required."""
+
+    base: BaseSection
+    simulate: SimulateSection = Field(default_factory=SimulateSection)
+    ingest: IngestSection = Field(default_factory=IngestSection)
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    backtest: BacktestSection = Field(default_factory=BacktestSection)
+    score: ScoreSection = Field(default_factory=ScoreSection)
+    mlflow: MlflowSection = Field(default_factory=MlflowSection)
+    deliver: DeliverSection = Field(default_factory=DeliverSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+    def with_as_of(self, as_of: date) -> Config:
+        """The same settings at another as-of date (the weekly job); self is unchanged."""
+        base = self.base.model_copy(update={"as_of_date": as_of})
+        return self.model_copy(update={"base": base})
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def _model_at(loc: tuple, model: type[BaseModel] = Config) -> type[BaseModel] | None:
+    """The section model that holds the key at `loc` (for 'did you mean')."""
+    current: Any = model
+    for part in loc[:-1]:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(error["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        section = _model_at(loc)
+        names = [f.alias or n for n, f in (section.model_fields.items() if section else ())]
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(names)}"
+        return f"{path}: unknown key{hint}"
+    if error["type"] == "missing":
+        return f"{path}: required setting is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{path}: {message}{shown}"
+
+
+def parse_config(raw: Any, *, origin: str = "params.yaml") -> Config:
+    """A typed Config from the parsed YAML, or a ConfigError naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin} must hold a mapping of sections")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe(e) for e in err.errors()]
+        raise ConfigError(f"{origin}: " + "; ".join(problems)) from None
+
+
+def load_config(path: Path = DEFAULT_PARAMS) -> Config:
+    """Read and validate a params file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found (run from the repository root)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    return parse_config(raw, origin=str(path))
+
+
+def parse_day(text: str, *, option: str = "--as-of") -> date:
+    """A date option (YYYY-MM-DD), or a ConfigError that names the option."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise ConfigError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from err
