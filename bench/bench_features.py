@@ -49,18 +49,19 @@ from pathlib import Path
 import pandas as pd
 
 from features.definitions import FeatureSettings, Statement, settings_from_params
-from pipeline.feature_engine.engines import DuckDBEngine
-from pipeline.stages.features import (
+from pipeline.core.config import as_of_timestamp, load_params, section
+from pipeline.core.layout import VALIDATION_REPORT as REPORT_NAME
+from pipeline.data.sources import DirectorySource
+from pipeline.feature_engine.build import (
     build_features,
     day_number,
     default_snapshot_start,
     present_tables,
     snapshot_dates,
 )
-from pipeline.stages.ingest import REPORT_NAME, ingest_source
-from pipeline.core.config import as_of_timestamp, load_params, section
+from pipeline.feature_engine.engines import DuckDBEngine
+from pipeline.stages.ingest import ingest_source
 from pipeline.stages.simulate import SimulationConfig, write_simulation
-from pipeline.data.sources import DirectorySource
 
 log = logging.getLogger(__name__)
 

@@ -40,16 +40,12 @@ import numpy as np
 import pandas as pd
 
 from features.registry import build_registry
-from pipeline.modeling.explain import reason_codes, shap_values
 from pipeline.core.config import as_of_timestamp, load_params
-from pipeline.stages.score import (
-    feature_drift,
-    render_outputs,
-    score_accounts,
-    score_settings,
-    weeks_to_score,
-)
-from pipeline.stages.train import design_matrix, load_model
+from pipeline.modeling.design import design_matrix
+from pipeline.modeling.explain import reason_codes, shap_values
+from pipeline.modeling.store import load_model
+from pipeline.monitoring import feature_drift
+from pipeline.stages.score import render_outputs, score_accounts, score_settings, weeks_to_score
 
 
 def _peak_rss_mib() -> float:
@@ -108,8 +104,8 @@ def bench_feature_extraction(params: dict, interim: Path, as_of: date, weeks: li
     """Wall time of build_features over the demo's validated tables: one date, and the weeks a
     scoring run needs."""
     from features.definitions import settings_from_params
+    from pipeline.feature_engine.build import build_features, day_number, present_tables
     from pipeline.feature_engine.engines import open_engine
-    from pipeline.stages.features import build_features, day_number, present_tables
 
     tables = present_tables(json.loads((interim / "validation_report.json").read_text()))
     settings = settings_from_params(params, day_number(as_of))

@@ -1,16 +1,16 @@
-"""The `churn` command line: one subcommand per pipeline stage.
+"""The `churn` command line: one subcommand per pipeline stage, plus `check`, `weekly` and docs.
 
-Each subcommand is a thin entry point: it reads its section of params.yaml, opens inputs,
-calls the stage's core function and writes outputs. dvc.yaml calls these with explicit paths.
+Each subcommand is a thin edge: it parses params.yaml into the typed config (failing before
+any work on an unknown key, a wrong type or a value out of range), calls the stage's entry
+point and logs a summary. Defaults of every path option come from `pipeline.core.layout`, the
+same paths dvc.yaml passes (a test checks they agree). Any error a user can cause is a
+`ChurnError`: one red line, exit code 2, no traceback.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import shutil
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -20,9 +20,9 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline.core.config import DEFAULT_PARAMS, ConfigError, as_of_timestamp, load_params, section
-from pipeline.data.contract import DataContractError
-from pipeline.data.sources import NameMapping, SourceError, open_source
+from pipeline.core.config import DEFAULT_PARAMS, Config, load_config, parse_day
+from pipeline.core.errors import ChurnError, ConfigError
+from pipeline.core.layout import LAYOUT, VALIDATION_REPORT
 
 app = typer.Typer(
     help="Churn prediction for B2B SaaS customer success: from raw account data to weekly "
@@ -37,10 +37,16 @@ ParamsOption = Annotated[
     Path, typer.Option("--params", help="The params file (one section per stage).")
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
-# Options shared by `score` and `weekly`, which score the same way.
-ScoringInterimOption = Annotated[
-    Path, typer.Option("--interim", help="Validated tables (features, CSM ownership, freshness).")
+InterimOption = Annotated[
+    Path, typer.Option("--interim", help="Validated tables from `churn ingest`.")
 ]
+FeaturesOption = Annotated[
+    Path, typer.Option("--features", help="The feature table from `churn features`.")
+]
+ModelsOption = Annotated[Path, typer.Option("--models", help="The trained model directory.")]
+MetricsInOption = Annotated[Path, typer.Option("--metrics", help="Metrics from `churn evaluate`.")]
+PlotsInOption = Annotated[Path, typer.Option("--plots", help="Curve CSVs from `churn evaluate`.")]
+# Options shared by `score` and `weekly`, which score the same way.
 ModelRefOption = Annotated[
     str,
     typer.Option(
@@ -58,7 +64,6 @@ ReferenceOption = Annotated[
 MlflowRunOption = Annotated[
     Path, typer.Option("--mlflow-run", help="Run id of a models/ directory (from `churn track`).")
 ]
-DEMO_MARKER = "DEMO_DISABLED.txt"
 
 
 @app.callback()
@@ -98,15 +103,57 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _config(params_path: Path) -> Config:
+    """The typed config, or exit 2 naming the bad key: before any stage does any work."""
+    try:
+        return load_config(params_path)
+    except ChurnError as err:
+        _fail(err)
+        raise  # unreachable: _fail exits
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="churn", args=sys.argv[1:])
+
+
+@app.command()
+def check(
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    source: Annotated[
+        str | None, typer.Option(help="Check this source instead of ingest.source.")
+    ] = None,
+) -> None:
+    """Validate params.yaml and the data source without running the pipeline.
+
+    Parses every setting (unknown keys, types, ranges), opens the source, and checks that the
+    required tables and their required columns are there, reading only a few rows per table.
+    """
+    from pipeline.data.check import check_source
+
+    config = _config(params_path)
+    try:
+        findings = check_source(config, source=source)
+    except ChurnError as err:
+        _fail(err)
+    log.info("params: %s is valid", params_path)
+    for line in findings.lines():
+        log.info("%s", line)
+    if findings.problems:
+        for problem in findings.problems:
+            _console.print(f"[bold red]problem:[/] {escape(problem)}", highlight=False)
+        raise typer.Exit(code=2)
+    log.info("source %s: ready to ingest", findings.description)
+
+
 @app.command()
 def simulate(
     params_path: ParamsOption = DEFAULT_PARAMS,
     raw_dir: Annotated[
         Path, typer.Option(help="Where the demo's raw tables go (the default ingest source).")
-    ] = Path("data/raw/demo"),
+    ] = LAYOUT.raw_demo,
     truth_dir: Annotated[
         Path, typer.Option(help="Ground truth for evaluation; never read by the pipeline.")
-    ] = Path("data/ground_truth"),
+    ] = LAYOUT.ground_truth,
     n_accounts: Annotated[
         int | None, typer.Option(help="Override simulate.n_accounts from params.")
     ] = None,
@@ -120,43 +167,46 @@ def simulate(
     When params name your own data as ingest.source, the demo is not generated (unless
     --force), so `dvc repro` never mixes demo rows into a real run.
     """
-    from pipeline.stages.simulate import SimulationConfig, write_simulation
+    from pipeline.stages.simulate import run_simulate
 
+    config = _config(params_path)
     try:
-        params = load_params(params_path)
-        sim = dict(section(params, "simulate"))
-        source = str(section(params, "ingest").get("source", ""))
-        as_of = as_of_timestamp(params)
-    except ConfigError as err:
+        counts = run_simulate(
+            config,
+            raw_dir=raw_dir,
+            truth_dir=truth_dir,
+            n_accounts=n_accounts,
+            seed=seed,
+            force=force,
+            progress=_console.is_terminal,
+        )
+    except ChurnError as err:
         _fail(err)
-    if not force and Path(source).resolve() != raw_dir.resolve():
-        log.info("ingest.source is %s, not the demo directory: demo data not generated", source)
-        for target in (raw_dir, truth_dir):
-            if target.exists():
-                shutil.rmtree(target)
-            target.mkdir(parents=True)
-            (target / DEMO_MARKER).write_text(
-                f"Demo data not generated: ingest.source in params.yaml is {source}.\n"
-            )
+    if counts is None:
+        log.info(
+            "ingest.source is %s, not the demo directory: demo data not generated",
+            config.ingest.source,
+        )
         return
-    known = {f.name for f in dataclasses.fields(SimulationConfig)}
-    unknown = sorted(set(sim) - known)
-    if unknown:
-        _fail(ConfigError(f"simulate section has unknown keys {unknown}; known: {sorted(known)}"))
-    sim["as_of_date"] = as_of.date()
-    base = section(params, "base")
-    sim["seed"] = seed if seed is not None else base.get("seed", 0)
-    if "renewal_grace_days" in base:
-        sim["renewal_grace_days"] = int(base["renewal_grace_days"])
-    if n_accounts is not None:
-        sim["n_accounts"] = n_accounts
-    try:
-        config = SimulationConfig(**sim)
-    except ValueError as err:
-        _fail(ConfigError(f"simulate: {err}"))
-    counts = write_simulation(config, raw_dir, truth_dir, progress=_console.is_terminal)
     for table, rows in counts.items():
         log.info("%-16s %12s rows", table, f"{rows:,}")
+
+
+def _ingest(config: Config, source: str | None, out: Path) -> None:
+    """Ingest as the config says (source, mapping, as-of date), with progress and a summary."""
+    from pipeline.stages.ingest import run_ingest
+
+    with _progress() as progress:
+        report = run_ingest(config, out, source=source, progress=progress)
+    log.info(
+        "ingested %s rows: %s accepted, %s quarantined (report: %s)",
+        f"{report['rows_read']:,}",
+        f"{report['rows_accepted']:,}",
+        f"{report['rows_quarantined']:,}",
+        out / VALIDATION_REPORT,
+    )
+    if report["tables_unavailable"]:
+        log.warning("optional tables unavailable: %s", ", ".join(report["tables_unavailable"]))
 
 
 @app.command()
@@ -170,71 +220,28 @@ def ingest(
     ] = None,
     out: Annotated[
         Path, typer.Option(help="Output directory for validated tables and the report.")
-    ] = Path("data/interim"),
+    ] = LAYOUT.interim,
 ) -> None:
     """Validate raw tables against the data contract into typed Parquet tables.
 
     Rows that break a rule are quarantined with a reason; a table that breaks the contract as a
     whole stops the run with an error naming table, column and example rows.
     """
+    config = _config(params_path)
     try:
-        _ingest(load_params(params_path), source, out)
-    except (ConfigError, SourceError, DataContractError) as err:
+        _ingest(config, source, out)
+    except ChurnError as err:
         _fail(err)
-
-
-def _parse_day(text: str) -> date:
-    """An --as-of option as a date, or a ConfigError that says what is wrong."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError as err:
-        raise ConfigError(f"--as-of {text!r} is not a date (YYYY-MM-DD)") from err
-
-
-def _ingest(params: dict, source: str | None, out: Path) -> None:
-    """Ingest as the params say (source, mapping, as-of date), with progress and a summary."""
-    from pipeline.stages.ingest import REPORT_NAME, ingest_source
-
-    cfg = section(params, "ingest")
-    as_of = as_of_timestamp(params)
-    mapping = NameMapping(tables=cfg.get("table_map") or {}, columns=cfg.get("column_map") or {})
-    src = open_source(source or cfg["source"], mapping=mapping, schema=cfg.get("schema"))
-    with _progress() as progress:
-        report = ingest_source(
-            src,
-            out,
-            as_of=as_of,
-            naive_timezone=cfg.get("naive_timezone"),
-            batch_rows=int(cfg.get("batch_rows", 1_000_000)),
-            progress=progress,
-        )
-    log.info(
-        "ingested %s rows: %s accepted, %s quarantined (report: %s)",
-        f"{report['rows_read']:,}",
-        f"{report['rows_accepted']:,}",
-        f"{report['rows_quarantined']:,}",
-        out / REPORT_NAME,
-    )
-    if report["tables_unavailable"]:
-        log.warning("optional tables unavailable: %s", ", ".join(report["tables_unavailable"]))
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app(prog_name="churn", args=sys.argv[1:])
 
 
 @app.command()
 def features(
     params_path: ParamsOption = DEFAULT_PARAMS,
-    interim: Annotated[Path, typer.Option(help="Validated tables from `churn ingest`.")] = Path(
-        "data/interim"
-    ),
-    out: Annotated[Path, typer.Option(help="The feature table (Parquet).")] = Path(
-        "data/processed/features.parquet"
-    ),
+    interim: InterimOption = LAYOUT.interim,
+    out: Annotated[Path, typer.Option(help="The feature table (Parquet).")] = LAYOUT.features,
     summary: Annotated[
         Path, typer.Option(help="Coverage and distribution per feature (JSON).")
-    ] = Path("reports/feature_summary.json"),
+    ] = LAYOUT.feature_summary,
     engine: Annotated[
         str | None, typer.Option(help="Override features.engine: duckdb or spark.")
     ] = None,
@@ -244,12 +251,15 @@ def features(
     ] = None,
 ) -> None:
     """Build point-in-time features and churn labels for every account and snapshot date."""
-    from pipeline.stages.features import FeatureError, run_features
+    from pipeline.stages.features import run_features
 
+    config = _config(params_path)
     try:
-        params = load_params(params_path)
-        result = run_features(params, interim, out, summary, engine_name=engine, single_date=as_of)
-    except (ConfigError, FeatureError) as err:
+        if engine is not None and engine not in ("duckdb", "spark"):
+            raise ConfigError(f"--engine must be duckdb or spark, not {engine!r}")
+        day = parse_day(as_of).isoformat() if as_of is not None else None
+        result = run_features(config, interim, out, summary, engine_name=engine, single_date=day)
+    except ChurnError as err:
         _fail(err)
     log.info(
         "features: %s rows, %s accounts, %s snapshots, %s labelled (%s churned) -> %s",
@@ -271,19 +281,18 @@ def features(
 @app.command()
 def train(
     params_path: ParamsOption = DEFAULT_PARAMS,
-    features_path: Annotated[
-        Path, typer.Option("--features", help="The feature table from `churn features`.")
-    ] = Path("data/processed/features.parquet"),
+    features_path: FeaturesOption = LAYOUT.features,
     models: Annotated[
         Path, typer.Option(help="Where model, calibrator and feature schema are written.")
-    ] = Path("models"),
+    ] = LAYOUT.models,
 ) -> None:
     """Train the LightGBM churn model out of time and calibrate it."""
-    from pipeline.stages.train import TrainingError, run_train
+    from pipeline.stages.train import run_train
 
+    config = _config(params_path)
     try:
-        model = run_train(load_params(params_path), features_path, models)
-    except (ConfigError, TrainingError) as err:
+        model = run_train(config, features_path, models)
+    except ChurnError as err:
         _fail(err)
     log.info(
         "trained: %s; best iteration %d -> %s",
@@ -296,33 +305,25 @@ def train(
 @app.command()
 def evaluate(
     params_path: ParamsOption = DEFAULT_PARAMS,
-    features_path: Annotated[
-        Path, typer.Option("--features", help="The feature table from `churn features`.")
-    ] = Path("data/processed/features.parquet"),
-    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
-    interim: Annotated[Path, typer.Option(help="Validated tables (for CSM ownership).")] = Path(
-        "data/interim"
-    ),
+    features_path: FeaturesOption = LAYOUT.features,
+    models: ModelsOption = LAYOUT.models,
+    interim: InterimOption = LAYOUT.interim,
     truth: Annotated[
         Path | None,
         typer.Option(help="Simulator ground truth for oracle metrics (demo data only)."),
     ] = None,
-    metrics: Annotated[Path, typer.Option(help="Metrics JSON (DVC metrics).")] = Path(
-        "reports/metrics.json"
-    ),
-    plots: Annotated[Path, typer.Option(help="Directory of curve CSVs (DVC plots).")] = Path(
-        "reports/plots"
-    ),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON (DVC metrics).")] = LAYOUT.metrics,
+    plots: Annotated[
+        Path, typer.Option(help="Directory of curve CSVs (DVC plots).")
+    ] = LAYOUT.plots,
 ) -> None:
     """Score the test period; compare with the health score, logistic regression and oracle."""
     from pipeline.stages.evaluate import run_evaluate
-    from pipeline.stages.train import TrainingError
 
+    config = _config(params_path)
     try:
-        result = run_evaluate(
-            load_params(params_path), features_path, models, interim, metrics, plots, truth
-        )
-    except (ConfigError, TrainingError, ValueError) as err:
+        result = run_evaluate(config, features_path, models, interim, metrics, plots, truth)
+    except ChurnError as err:
         _fail(err)
     shown = [
         "roc_auc",
@@ -341,40 +342,28 @@ def track(
     params_path: ParamsOption = DEFAULT_PARAMS,
     features_path: Annotated[
         Path, typer.Option("--features", help="The feature table the model was trained on.")
-    ] = Path("data/processed/features.parquet"),
-    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
-    metrics: Annotated[Path, typer.Option(help="Metrics from `churn evaluate`.")] = Path(
-        "reports/metrics.json"
-    ),
-    plots: Annotated[Path, typer.Option(help="Curve CSVs from `churn evaluate`.")] = Path(
-        "reports/plots"
-    ),
-    out: Annotated[Path, typer.Option(help="Run id, model version and champion decision.")] = Path(
-        "reports/mlflow_run.json"
-    ),
+    ] = LAYOUT.features,
+    models: ModelsOption = LAYOUT.models,
+    metrics: MetricsInOption = LAYOUT.metrics,
+    plots: PlotsInOption = LAYOUT.plots,
+    out: Annotated[
+        Path, typer.Option(help="Run id, model version and champion decision.")
+    ] = LAYOUT.mlflow_run,
 ) -> None:
     """Log the training run to MLflow; register the model; promote it if it beats the champion."""
-    import json
-
     from pipeline.core.atomic import write_json
-    from pipeline.stages.track import log_training_run, resolve_tracking_uri
-    from pipeline.stages.train import TrainingError
+    from pipeline.stages.track import run_track
 
+    config = _config(params_path)
     try:
-        params = load_params(params_path)
-        cfg = section(params, "mlflow")
-        result = log_training_run(
-            params=params,
-            metrics=json.loads(metrics.read_text()),
+        result = run_track(
+            config,
+            metrics_path=metrics,
             models_dir=models,
             features_path=features_path,
             plots_dir=plots,
-            tracking_uri=resolve_tracking_uri(cfg.get("tracking_uri")),
-            experiment=str(cfg.get("experiment", "churn")),
-            registered_model=str(cfg.get("registered_model", "churn-model")),
-            champion_metric=str(cfg.get("champion_metric", "roc_auc")),
         )
-    except (ConfigError, TrainingError, FileNotFoundError, KeyError) as err:
+    except ChurnError as err:
         _fail(err)
     write_json(result, out)
     log.info("mlflow run %s, model version %s", result["run_id"], result["version"])
@@ -383,25 +372,22 @@ def track(
 @app.command()
 def backtest(
     params_path: ParamsOption = DEFAULT_PARAMS,
-    interim: Annotated[
-        Path, typer.Option(help="Validated tables (features, CSM ownership).")
-    ] = Path("data/interim"),
-    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
-    metrics: Annotated[Path, typer.Option(help="Backtest metrics JSON (DVC metrics).")] = Path(
-        "reports/backtest.json"
-    ),
-    weekly: Annotated[Path, typer.Option(help="Per-week figures CSV (DVC plots).")] = Path(
-        "reports/backtest_weekly.csv"
-    ),
+    interim: InterimOption = LAYOUT.interim,
+    models: ModelsOption = LAYOUT.models,
+    metrics: Annotated[
+        Path, typer.Option(help="Backtest metrics JSON (DVC metrics).")
+    ] = LAYOUT.backtest,
+    weekly: Annotated[
+        Path, typer.Option(help="Per-week figures CSV (DVC plots).")
+    ] = LAYOUT.backtest_weekly,
 ) -> None:
     """Replay each CSM's weekly top-k list over the test period: precision, lead time, stability."""
-    from pipeline.stages.backtest import BacktestError, run_backtest
-    from pipeline.stages.features import FeatureError
-    from pipeline.stages.train import TrainingError
+    from pipeline.stages.backtest import run_backtest
 
+    config = _config(params_path)
     try:
-        result = run_backtest(load_params(params_path), interim, models, metrics, weekly)
-    except (ConfigError, BacktestError, FeatureError, TrainingError) as err:
+        result = run_backtest(config, interim, models, metrics, weekly)
+    except ChurnError as err:
         _fail(err)
     shown = [
         "backtest_precision_at_capacity",
@@ -424,36 +410,30 @@ def report(
             "week)."
         ),
     ] = None,
-    metrics: Annotated[Path, typer.Option(help="Metrics from `churn evaluate`.")] = Path(
-        "reports/metrics.json"
-    ),
-    plots: Annotated[Path, typer.Option(help="Curve CSVs from `churn evaluate`.")] = Path(
-        "reports/plots"
-    ),
+    metrics: MetricsInOption = LAYOUT.metrics,
+    plots: PlotsInOption = LAYOUT.plots,
     backtest_path: Annotated[
         Path, typer.Option("--backtest", help="Backtest metrics from `churn backtest`.")
-    ] = Path("reports/backtest.json"),
+    ] = LAYOUT.backtest,
     feature_summary: Annotated[
         Path, typer.Option(help="Feature summary from `churn features`.")
-    ] = Path("reports/feature_summary.json"),
-    models: Annotated[Path, typer.Option(help="The trained model directory.")] = Path("models"),
-    out: Annotated[Path, typer.Option(help="The leadership report (one self-contained HTML).")] = (
-        Path("reports/leadership.html")
-    ),
+    ] = LAYOUT.feature_summary,
+    models: ModelsOption = LAYOUT.models,
+    out: Annotated[
+        Path, typer.Option(help="The leadership report (one self-contained HTML).")
+    ] = LAYOUT.report,
 ) -> None:
     """Write the leadership report: drivers of churn, ARR at risk, model trust, trend, model card.
 
     Reads the lists, metrics and backtest the earlier stages wrote; computes no score again.
     """
-    from pipeline.stages.report import ReportError, run_report
+    from pipeline.stages.report import run_report
 
+    config = _config(params_path)
     try:
-        params = load_params(params_path)
-        if lists is None:
-            lists = Path("reports/lists") / as_of_timestamp(params).date().isoformat()
         context = run_report(
-            params,
-            lists_dir=lists,
+            config,
+            lists_dir=lists or LAYOUT.lists_dir(config.base.as_of_date),
             metrics_path=metrics,
             plots_dir=plots,
             backtest_path=backtest_path,
@@ -461,9 +441,39 @@ def report(
             models_dir=models,
             out=out,
         )
-    except (ConfigError, ReportError) as err:
+    except ChurnError as err:
         _fail(err)
     log.info("report as of %s -> %s", context.as_of, out)
+
+
+def _score(
+    config: Config,
+    *,
+    as_of: str | None,
+    interim: Path,
+    model: str,
+    reference: Path,
+    mlflow_run: Path,
+    out: Path | None,
+):
+    from pipeline.stages.score import run_score
+
+    manifest = run_score(
+        config,
+        as_of=parse_day(as_of) if as_of is not None else None,
+        interim_dir=interim,
+        model_ref=model,
+        reference_features=reference,
+        mlflow_run=mlflow_run,
+        out_dir=out,
+    )
+    log.info(
+        "lists for %d CSMs as of %s, %d warnings",
+        len(manifest.csms),
+        manifest.as_of,
+        len(manifest.warnings),
+    )
+    return manifest
 
 
 @app.command()
@@ -473,51 +483,38 @@ def score(
         str | None,
         typer.Option(help="Score at this date (YYYY-MM-DD); default: base.as_of_date."),
     ] = None,
-    interim: ScoringInterimOption = Path("data/interim"),
-    model: ModelRefOption = "models",
-    reference: ReferenceOption = Path("data/processed/features.parquet"),
-    mlflow_run: MlflowRunOption = Path("reports/mlflow_run.json"),
+    interim: InterimOption = LAYOUT.interim,
+    model: ModelRefOption = str(LAYOUT.models),
+    reference: ReferenceOption = LAYOUT.features,
+    mlflow_run: MlflowRunOption = LAYOUT.mlflow_run,
     out: Annotated[
         Path | None,
         typer.Option(help="Output directory; default: reports/lists/<as-of>."),
     ] = None,
 ) -> None:
     """Score every active account, explain it and write each CSM's ranked at-risk list."""
-    from pipeline.stages.score import ScoringError, run_score
-    from pipeline.stages.train import TrainingError
-
+    config = _config(params_path)
     try:
-        manifest = run_score(
-            load_params(params_path),
-            as_of=_parse_day(as_of) if as_of is not None else None,
-            interim_dir=interim,
-            model_ref=model,
-            reference_features=reference,
+        _score(
+            config,
+            as_of=as_of,
+            interim=interim,
+            model=model,
+            reference=reference,
             mlflow_run=mlflow_run,
-            out_dir=out,
+            out=out,
         )
-    except (ConfigError, ScoringError, TrainingError) as err:
+    except ChurnError as err:
         _fail(err)
-    log.info(
-        "lists for %d CSMs as of %s, %d warnings",
-        len(manifest["csms"]),
-        manifest["as_of"],
-        len(manifest["warnings"]),
-    )
 
 
 @app.command()
-def registry(
-    params_path: ParamsOption = DEFAULT_PARAMS,
-) -> None:
+def registry(params_path: ParamsOption = DEFAULT_PARAMS) -> None:
     """Print the feature registry (every feature, its meaning and play) as Markdown."""
     from features.registry import build_registry, registry_markdown
 
-    try:
-        windows = section(load_params(params_path), "features").get("windows", [30, 90])
-    except ConfigError as err:
-        _fail(err)
-    typer.echo(registry_markdown(build_registry(windows)), nl=False)
+    config = _config(params_path)
+    typer.echo(registry_markdown(build_registry(config.features.windows)), nl=False)
 
 
 @app.command()
@@ -566,18 +563,21 @@ def deliver(
     variables it names. Exit code 1 when some CSM's delivery failed (the others still go out;
     a rerun sends only what is missing), 2 on a settings or manifest error (nothing sent).
     """
-    from pipeline.stages.deliver import DeliveryError, run_deliver
+    from pipeline.stages.deliver import run_deliver
 
+    config = _config(params_path)
     if outbox is not None and not dry_run:
-        _fail(ValueError("--outbox applies only with --dry-run"))
+        _fail(ConfigError("--outbox applies only with --dry-run"))
     try:
-        params = load_params(params_path)
-        if lists is None:
-            lists = Path("reports/lists") / as_of_timestamp(params).date().isoformat()
         result = run_deliver(
-            params, lists, dry_run=dry_run, outbox=outbox, log_path=log_file, resend=resend
+            config,
+            lists or LAYOUT.lists_dir(config.base.as_of_date),
+            dry_run=dry_run,
+            outbox=outbox,
+            log_path=log_file,
+            resend=resend,
         )
-    except (ConfigError, DeliveryError) as err:
+    except ChurnError as err:
         _fail(err)
     _report_delivery(result)
 
@@ -619,10 +619,10 @@ def weekly(
             help="Ingest the source named in params into --interim first (a fresh extract).",
         ),
     ] = True,
-    interim: ScoringInterimOption = Path("data/interim"),
-    model: ModelRefOption = "models",
-    reference: ReferenceOption = Path("data/processed/features.parquet"),
-    mlflow_run: MlflowRunOption = Path("reports/mlflow_run.json"),
+    interim: InterimOption = LAYOUT.interim,
+    model: ModelRefOption = str(LAYOUT.models),
+    reference: ReferenceOption = LAYOUT.features,
+    mlflow_run: MlflowRunOption = LAYOUT.mlflow_run,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -637,34 +637,25 @@ def weekly(
     the same week rescores and sends only what did not go out (or changed). Exit codes as for
     `churn deliver`.
     """
-    from pipeline.stages.deliver import DeliveryError, run_deliver
-    from pipeline.stages.score import ScoringError, run_score
-    from pipeline.stages.train import TrainingError
+    from pipeline.stages.deliver import run_deliver
 
+    config = _config(params_path)
     try:
-        params = load_params(params_path)
         if as_of is not None:
-            params["base"]["as_of_date"] = _parse_day(as_of).isoformat()
-        lists = Path("reports/lists") / as_of_timestamp(params).date().isoformat()
+            config = config.with_as_of(parse_day(as_of))
+        lists = LAYOUT.lists_dir(config.base.as_of_date)
         if ingest_first:
-            _ingest(params, None, interim)
-        run_score(
-            params,
+            _ingest(config, None, interim)
+        _score(
+            config,
             as_of=None,
-            interim_dir=interim,
-            model_ref=model,
-            reference_features=reference,
+            interim=interim,
+            model=model,
+            reference=reference,
             mlflow_run=mlflow_run,
-            out_dir=lists,
+            out=lists,
         )
-        result = run_deliver(params, lists, dry_run=dry_run)
-    except (
-        ConfigError,
-        SourceError,
-        DataContractError,
-        ScoringError,
-        TrainingError,
-        DeliveryError,
-    ) as err:
+        result = run_deliver(config, lists, dry_run=dry_run)
+    except ChurnError as err:
         _fail(err)
     _report_delivery(result)

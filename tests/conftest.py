@@ -144,9 +144,9 @@ def raw_tables() -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory):
     """A small simulated company (60 accounts), ingested: (interim_dir, validation report)."""
+    from pipeline.data.sources import DirectorySource
     from pipeline.stages.ingest import ingest_source
     from pipeline.stages.simulate import SimulationConfig, write_simulation
-    from pipeline.data.sources import DirectorySource
 
     root = tmp_path_factory.mktemp("small_demo")
     config = SimulationConfig(n_accounts=60, seed=7)
@@ -158,10 +158,10 @@ def small_demo(tmp_path_factory):
 
 def feature_settings(as_of) -> FeatureSettings:  # noqa: F821 - imported lazily
     """The default feature settings (params.yaml) with the data's as-of date."""
-    from features.definitions import settings_from_params
-    from pipeline.stages.features import day_number
+    from features.definitions import settings_from_config
+    from pipeline.feature_engine.build import day_number
 
-    return settings_from_params(default_params(), day_number(as_of))
+    return settings_from_config(make_config(), day_number(as_of))
 
 
 def default_params() -> dict:
@@ -171,16 +171,23 @@ def default_params() -> dict:
     return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 
 
+def make_config(params: dict | None = None):
+    """The typed config of a params dict (default: the repository's params.yaml)."""
+    from pipeline.core.config import parse_config
+
+    return parse_config(default_params() if params is None else params)
+
+
 @pytest.fixture(scope="session")
 def medium_demo(tmp_path_factory):
     """A simulated company big enough to train on (500 accounts): features and a model.
 
     Returns a dict with the paths (interim, features, models, truth) and the params used.
     """
+    from pipeline.data.sources import DirectorySource
     from pipeline.stages.features import run_features
     from pipeline.stages.ingest import ingest_source
     from pipeline.stages.simulate import SimulationConfig, write_simulation
-    from pipeline.data.sources import DirectorySource
     from pipeline.stages.train import run_train
 
     root = tmp_path_factory.mktemp("medium_demo")
@@ -191,11 +198,13 @@ def medium_demo(tmp_path_factory):
     ingest_source(DirectorySource(root / "raw"), root / "interim", as_of=as_of)
     params["base"]["as_of_date"] = str(config.as_of_date)
     params["features"]["duckdb"] = {"threads": 1}
-    run_features(params, root / "interim", root / "features.parquet", root / "summary.json")
-    run_train(params, root / "features.parquet", root / "models")
+    config = make_config(params)
+    run_features(config, root / "interim", root / "features.parquet", root / "summary.json")
+    run_train(config, root / "features.parquet", root / "models")
     return {
         "root": root,
         "params": params,
+        "config": config,
         "interim": root / "interim",
         "features": root / "features.parquet",
         "models": root / "models",
@@ -241,7 +250,7 @@ def scored_demo(medium_demo, tmp_path_factory):
         pq.write_table(pa.Table.from_pandas(frame, schema=original.schema), path)
     params = copy.deepcopy(medium_demo["params"])
     manifest = run_score(
-        params,
+        medium_demo["config"],
         as_of=None,
         interim_dir=interim,
         model_ref=str(medium_demo["models"]),
@@ -252,8 +261,9 @@ def scored_demo(medium_demo, tmp_path_factory):
     return {
         "out": root / "lists",
         "interim": interim,
-        "manifest": manifest,
+        "manifest": manifest.model_dump(mode="json"),
         "params": params,
+        "config": medium_demo["config"],
         "models": medium_demo["models"],
         "features": medium_demo["features"],
         "truth": medium_demo["root"] / "truth" / "accounts.parquet",

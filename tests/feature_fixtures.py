@@ -27,10 +27,10 @@ from pathlib import Path
 import pandas as pd
 
 from features.definitions import FeatureSettings
-from pipeline.feature_engine.engines import DuckDBEngine, Engine
-from pipeline.stages.features import build_features, day_number, present_tables
-from pipeline.stages.ingest import ingest_source
 from pipeline.data.sources import DirectorySource
+from pipeline.feature_engine.build import build_features, day_number, present_tables
+from pipeline.feature_engine.engines import DuckDBEngine, Engine
+from pipeline.stages.ingest import ingest_source
 from tests.conftest import write_dir
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")

@@ -34,7 +34,7 @@ def build_demo_repo(medium_demo: dict, lists_dir: Path, root: Path) -> Path:
     shutil.copytree(medium_demo["models"], root / "models")
     reports = root / "reports"
     run_evaluate(
-        params,
+        medium_demo["config"],
         medium_demo["features"],
         medium_demo["models"],
         medium_demo["interim"],
@@ -43,7 +43,7 @@ def build_demo_repo(medium_demo: dict, lists_dir: Path, root: Path) -> Path:
         medium_demo["truth"],
     )
     run_backtest(
-        params,
+        medium_demo["config"],
         medium_demo["interim"],
         medium_demo["models"],
         reports / "backtest.json",

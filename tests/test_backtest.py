@@ -11,21 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.core.errors import BacktestError, ChurnError, ConfigError, ListError
+from pipeline.core.labels import LabelRule, censor_undecided
+from pipeline.lists.ranking import weekly_lists
 from pipeline.stages.backtest import (
     WEEKLY_COLUMNS,
-    BacktestError,
     backtest_metrics,
-    backtest_settings,
-    censor_undecided,
     churn_warnings,
     list_changes,
     run_backtest,
     scored_frame,
     weekly_figures,
-    weekly_lists,
     weighted_median,
 )
-from pipeline.core.config import ConfigError
+from tests.conftest import make_config
 
 MONDAY = date(2024, 1, 1)
 FAR = date(2025, 6, 30)
@@ -191,7 +190,9 @@ def test_censor_undecided_censors_renewals_after_the_decision_date():
         ]
     )
     before = frame.copy()
-    out = censor_undecided(frame, decided_by=date(2024, 1, 20))
+    # decided by the as-of date: renewal + 30 grace days <= 2024-02-19, i.e. renewal <= 01-20
+    rule = LabelRule(horizon_days=365, grace_days=30)
+    out = censor_undecided(frame, as_of=date(2024, 2, 19), rule=rule)
     assert out["churned"].tolist() == [0.0, pd.NA, 1.0]
     pd.testing.assert_frame_equal(frame, before)  # input untouched
 
@@ -409,12 +410,12 @@ def test_scored_frame_joins_owner_and_expected_arr_at_risk():
     ],
 )
 def test_bad_list_arguments_are_named(one_book, kwargs, message):
-    with pytest.raises(BacktestError, match=message):
+    with pytest.raises(ListError, match=message):
         weekly_lists(one_book, **kwargs)
 
 
 def test_duplicate_rows_and_bad_lead_days_are_refused(one_book):
-    with pytest.raises(BacktestError, match="more than one row"):
+    with pytest.raises(ListError, match="more than one row"):
         weekly_lists(pd.concat([one_book, one_book]), capacity=1, rank_by="probability")
     lists = weekly_lists(one_book, capacity=1, rank_by="probability")
     with pytest.raises(BacktestError, match="lead_days"):
@@ -422,54 +423,62 @@ def test_duplicate_rows_and_bad_lead_days_are_refused(one_book):
 
 
 def test_settings_defaults_and_errors():
-    params = {"evaluate": {"capacity_per_csm": 5}}
-    assert backtest_settings(params) == (5, "expected_arr_at_risk", 60)
-    params["backtest"] = {"rank_by": "probability", "lead_days": 90}
-    assert backtest_settings(params) == (5, "probability", 90)
-    with pytest.raises(ConfigError, match=r"backtest\.rank_by"):
-        backtest_settings({**params, "backtest": {"rank_by": "arr"}})
+    """The backtest's settings come from the typed config: the lists' ranking is score.rank_by
+    (one key for one fact) and bad values stop before any work, naming the key."""
+    config = make_config({"base": {"as_of_date": "2026-11-16"}})
+    assert (config.evaluate.capacity_per_csm, config.score.rank_by) == (5, "expected_arr_at_risk")
+    assert config.backtest.lead_days == 60
+    config = make_config(
+        {"base": {"as_of_date": "2026-11-16"}, "score": {"rank_by": "probability"}}
+    )
+    assert config.score.rank_by == "probability"
+    with pytest.raises(ConfigError, match=r"backtest\.rank_by: unknown key"):
+        make_config({"base": {"as_of_date": "2026-11-16"}, "backtest": {"rank_by": "arr"}})
     with pytest.raises(ConfigError, match=r"backtest\.lead_days"):
-        backtest_settings({**params, "backtest": {"lead_days": "soon"}})
+        make_config({"base": {"as_of_date": "2026-11-16"}, "backtest": {"lead_days": "soon"}})
     with pytest.raises(ConfigError, match=r"evaluate\.capacity_per_csm"):
-        backtest_settings({"evaluate": {"capacity_per_csm": 0}})
-    with pytest.raises(ConfigError, match="evaluate"):
-        backtest_settings({})
+        make_config({"base": {"as_of_date": "2026-11-16"}, "evaluate": {"capacity_per_csm": 0}})
+    with pytest.raises(ConfigError, match="base"):
+        make_config({})
 
 
 # --- the stage's edge on a small simulated company -------------------------------------------
 
 
-def demo_params(as_of: date) -> dict:
-    return {
-        "base": {"seed": 1, "as_of_date": str(as_of), "renewal_grace_days": 30},
-        "features": {
-            "engine": "duckdb",
-            "windows": [30, 90],
-            "label_horizon_days": 365,
-            "advanced_modules": ["automation", "analytics", "api"],
-            "priority_weights": {"low": 1, "normal": 2, "high": 3, "urgent": 5},
-            "duckdb": {"threads": 1},
-        },
-        "evaluate": {"capacity_per_csm": 3},
-    }
+def demo_params(as_of: date):
+    return make_config(
+        {
+            "base": {"seed": 1, "as_of_date": str(as_of), "renewal_grace_days": 30},
+            "features": {
+                "engine": "duckdb",
+                "windows": [30, 90],
+                "label_horizon_days": 365,
+                "advanced_modules": ["automation", "analytics", "api"],
+                "priority_weights": {"low": 1, "normal": 2, "high": 3, "urgent": 5},
+                "duckdb": {"threads": 1},
+            },
+            "evaluate": {"capacity_per_csm": 3},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def trained_company(tmp_path_factory):
     """400 simulated accounts, ingested, monthly features, a small trained model."""
-    from features.definitions import settings_from_params
-    from pipeline.feature_engine.engines import DuckDBEngine
-    from pipeline.stages.features import (
+    from features.definitions import settings_from_config
+    from pipeline.data.sources import DirectorySource
+    from pipeline.feature_engine.build import (
         build_features,
         day_number,
         default_snapshot_start,
         present_tables,
         snapshot_dates,
     )
+    from pipeline.feature_engine.engines import DuckDBEngine
+    from pipeline.modeling.store import save_model
     from pipeline.stages.ingest import ingest_source
     from pipeline.stages.simulate import SimulationConfig, write_simulation
-    from pipeline.data.sources import DirectorySource
-    from pipeline.stages.train import save_model, train_model
+    from pipeline.stages.train import train_model
 
     root = tmp_path_factory.mktemp("backtest_company")
     # five years, so that the purged training period keeps enough rows
@@ -478,7 +487,7 @@ def trained_company(tmp_path_factory):
     as_of = pd.Timestamp(config.as_of_date, tz="UTC")
     report = ingest_source(DirectorySource(root / "raw"), root / "interim", as_of=as_of)
     params = demo_params(config.as_of_date)
-    settings = settings_from_params(params, day_number(config.as_of_date))
+    settings = settings_from_config(params, day_number(config.as_of_date))
     start = default_snapshot_start(root / "interim" / "contracts.parquet", settings.max_window)
     engine = DuckDBEngine(threads=1)
     try:
@@ -500,7 +509,7 @@ def trained_company(tmp_path_factory):
         valid_months=3,
         test_months=6,
         gap_days=settings.label_horizon_days,
-        grace_days=settings.renewal_grace_days,
+        rule=LabelRule(horizon_days=365, grace_days=settings.renewal_grace_days),
         calibration="isotonic",
         monotone=True,
         seed=1,
@@ -551,5 +560,5 @@ def test_run_backtest_on_a_simulated_company(trained_company):
 
 def test_run_backtest_without_ingested_data_says_what_to_run(tmp_path):
     params = demo_params(date(2026, 11, 16))
-    with pytest.raises(BacktestError, match="churn ingest"):
+    with pytest.raises(ChurnError, match="churn ingest"):
         run_backtest(params, tmp_path, tmp_path, tmp_path / "m.json", tmp_path / "w.csv")

@@ -22,6 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.core.errors import ConfigError
 from pipeline.stages.deliver import (
     DeliveryError,
     SmtpSettings,
@@ -32,7 +33,6 @@ from pipeline.stages.deliver import (
     safe_token,
     smtp_credentials,
 )
-from pipeline.core.config import ConfigError
 from tests.conftest import tiny_raw_tables, write_dir
 
 # Plain-text AUTH is fine on loopback in tests; production uses starttls or ssl.
@@ -571,7 +571,9 @@ def test_weekly_stops_before_delivery_when_scoring_fails(tmp_path, monkeypatch):
     import pipeline.stages.score
 
     def failing_run_score(params, **kwargs):
-        raise pipeline.stages.score.ScoringError("model features differ: missing 'sla_breaches_90d'")
+        raise pipeline.stages.score.ScoringError(
+            "model features differ: missing 'sla_breaches_90d'"
+        )
 
     monkeypatch.setattr(pipeline.stages.score, "run_score", failing_run_score)
     result = runner.invoke(app, ["weekly", "--params", _params_file(tmp_path), "--no-ingest"])

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.stages.evaluate import run_evaluate
 from pipeline.modeling.metrics import (
     binary_metrics,
     capacity_flags,
@@ -16,6 +15,7 @@ from pipeline.modeling.metrics import (
     lift_at,
     precision_recall_at_capacity,
 )
+from pipeline.stages.evaluate import run_evaluate
 
 REQUIRED_KEYS = {
     "roc_auc",
@@ -76,7 +76,7 @@ def test_binary_metrics_need_both_classes():
 def test_evaluate_writes_required_metrics_and_plots(medium_demo, tmp_path):
     metrics_path, plots = tmp_path / "metrics.json", tmp_path / "plots"
     metrics = run_evaluate(
-        medium_demo["params"],
+        medium_demo["config"],
         medium_demo["features"],
         medium_demo["models"],
         medium_demo["interim"],
@@ -97,7 +97,7 @@ def test_evaluate_writes_required_metrics_and_plots(medium_demo, tmp_path):
 def test_minimum_quality_on_a_small_fixed_demo(medium_demo, tmp_path):
     """Sensible floors for 500 accounts (the default demo is held to the issue's targets)."""
     metrics = run_evaluate(
-        medium_demo["params"],
+        medium_demo["config"],
         medium_demo["features"],
         medium_demo["models"],
         medium_demo["interim"],

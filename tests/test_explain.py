@@ -34,7 +34,8 @@ def frames(rows: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
 
 
 def test_shap_values_add_up_to_the_model_log_odds(medium_demo):
-    from pipeline.stages.train import design_matrix, load_model
+    from pipeline.modeling.design import design_matrix
+    from pipeline.modeling.store import load_model
 
     model = load_model(medium_demo["models"])
     table = pd.read_parquet(medium_demo["features"]).tail(300)
@@ -56,7 +57,8 @@ def test_pred_contrib_agrees_with_shap_tree_explainer(medium_demo):
     """LightGBM's own TreeSHAP and the shap package give the same values (log-odds)."""
     import shap as shap_package
 
-    from pipeline.stages.train import design_matrix, load_model
+    from pipeline.modeling.design import design_matrix
+    from pipeline.modeling.store import load_model
 
     model = load_model(medium_demo["models"])
     table = pd.read_parquet(medium_demo["features"]).sample(200, random_state=0)

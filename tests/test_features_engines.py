@@ -9,8 +9,10 @@ import pytest
 
 from features.definitions import FeatureSettings
 from features.registry import build_registry
-from pipeline.feature_engine.engines import DuckDBEngine, EngineError, SparkEngine, open_engine, to_spark_sql
-from pipeline.stages.features import build_features, feature_summary, present_tables
+from pipeline.core.errors import EngineError
+from pipeline.feature_engine.build import build_features, present_tables
+from pipeline.feature_engine.engines import DuckDBEngine, SparkEngine, open_engine, to_spark_sql
+from pipeline.stages.features import feature_summary
 from tests.conftest import feature_settings
 from tests.feature_fixtures import DATES as FIXTURE_DATES
 from tests.feature_fixtures import features_from_interim, fixture_tables, ingest_tables

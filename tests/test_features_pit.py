@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.definitions import FeatureSettings
+from pipeline.core.labels import LABEL
 from pipeline.data.contract import ROW_STAMPS, TABLES, arrow_schema, interim_path
+from pipeline.feature_engine.build import build_features, present_tables
 from pipeline.feature_engine.engines import DuckDBEngine
-from pipeline.stages.features import LABEL, build_features, present_tables
 from tests.conftest import feature_settings
 
 # Timestamps a row may carry that happen after the row itself (blanked when later than t).

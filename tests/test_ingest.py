@@ -8,9 +8,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.data.contract import TABLE_ORDER, DataContractError
-from pipeline.stages.ingest import REPORT_NAME, ingest_source
+from pipeline.core.errors import DataContractError
+from pipeline.core.layout import VALIDATION_REPORT as REPORT_NAME
+from pipeline.data.contract import TABLE_ORDER
 from pipeline.data.sources import DirectorySource, NameMapping
+from pipeline.stages.ingest import ingest_source
 from tests.conftest import AS_OF, write_dir
 
 

@@ -11,11 +11,11 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from pipeline.lists.ranking import rank_lists
 from pipeline.lists.render import (
     LIST_COLUMNS,
     defuse_cell,
     list_flags,
-    rank_lists,
     render_lists,
     safe_file_names,
 )

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from features.registry import build_registry
 from pipeline.cli import app
-from pipeline.core.config import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.stages.report import (
     COHORT_FIRST_90,
     ListOutputs,

@@ -3,7 +3,6 @@ simulated company (outputs, point in time, byte-identical reruns, the MLflow ali
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from datetime import date, timedelta
@@ -17,21 +16,18 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core.config import ConfigError
+from pipeline.core.errors import ConfigError, ScoringError
+from pipeline.core.hashing import dvc_dir_hash
+from pipeline.modeling.store import parse_model_uri
+from pipeline.monitoring import drift_warnings, psi, source_warnings
 from pipeline.stages.score import (
-    ScoringError,
     check_feature_schema,
-    drift_warnings,
-    dvc_dir_hash,
-    parse_model_uri,
-    psi,
     risk_bands,
     run_score,
     score_settings,
-    source_warnings,
     weeks_to_score,
 )
-from tests.conftest import default_params
+from tests.conftest import default_params, make_config
 
 SCHEMA = {
     "features": [
@@ -148,14 +144,28 @@ def test_weeks_to_score_cover_the_previous_week_and_the_trend():
         (lambda p: p["score"].__setitem__("top_reasons", 0), "score.top_reasons"),
         (lambda p: p["score"]["stale_after_days"].__setitem__("crm", 3), "unknown tables"),
         (lambda p: p["evaluate"].__setitem__("capacity_per_csm", 0), "capacity_per_csm"),
-        (lambda p: p.pop("score"), "no 'score' section"),
+        (lambda p: p["score"].__setitem__("rank_bye", "arr"), "did you mean rank_by"),
+        (lambda p: p["score"]["drift"].__setitem__("bins", 1), r"score\.drift\.bins"),
     ],
 )
 def test_bad_score_settings_are_clear_errors(change, message):
+    """The config refuses bad scoring settings before any work, naming the key."""
     params = default_params()
     change(params)
     with pytest.raises(ConfigError, match=message):
-        score_settings(params)
+        score_settings(make_config(params))
+
+
+def test_score_settings_take_the_config_values_and_fill_defaults():
+    params = default_params()
+    params.pop("score")
+    settings = score_settings(make_config(params))
+    assert (settings.rank_by, settings.high_risk, settings.trend_weeks) == (
+        "expected_arr_at_risk",
+        0.35,
+        8,
+    )
+    assert settings.capacity_per_csm == params["evaluate"]["capacity_per_csm"]
 
 
 def test_model_uri_forms():
@@ -227,7 +237,7 @@ def test_outputs_follow_the_shared_interface(scored_demo):
 def test_rerun_gives_byte_identical_files(scored_demo, tmp_path):
     again = tmp_path / "again"
     run_score(
-        copy.deepcopy(scored_demo["params"]),
+        scored_demo["config"],
         as_of=None,
         interim_dir=scored_demo["interim"],
         model_ref=str(scored_demo["models"]),
@@ -287,7 +297,7 @@ def test_scoring_is_point_in_time(scored_demo, tmp_path):
     results = {}
     for name, interim in (("full", scored_demo["interim"]), ("cut", cut)):
         run_score(
-            copy.deepcopy(scored_demo["params"]),
+            scored_demo["config"],
             as_of=as_of,
             interim_dir=interim,
             model_ref=str(scored_demo["models"]),
@@ -350,7 +360,7 @@ def test_model_from_the_mlflow_registry_alias(scored_demo, tmp_path, monkeypatch
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages.score import load_scoring_model
+    from pipeline.modeling.store import load_model_ref as load_scoring_model
 
     monkeypatch.chdir(tmp_path)  # artifacts land next to the store
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -369,7 +379,7 @@ def test_model_from_the_mlflow_registry_alias(scored_demo, tmp_path, monkeypatch
     )
     assert model_version == run.info.run_id and source == "models:/churn-test@champion"
     reference = pd.read_parquet(scored_demo["out"] / "features.parquet").head(50)
-    from pipeline.stages.train import load_model
+    from pipeline.modeling.store import load_model
 
     local = load_model(scored_demo["models"])
     assert np.array_equal(model.predict(reference), local.predict(reference))

@@ -16,15 +16,9 @@ import duckdb
 import pandas as pd
 import pytest
 
+from pipeline.core.errors import SourceError
+from pipeline.data.sources import DirectorySource, NameMapping, expand_env, open_source, redact
 from pipeline.stages.ingest import ingest_source
-from pipeline.data.sources import (
-    DirectorySource,
-    NameMapping,
-    SourceError,
-    expand_env,
-    open_source,
-    redact,
-)
 from tests.conftest import AS_OF, write_dir
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.stages.track import decide_champion, log_training_run, resolve_tracking_uri
+from pipeline.modeling.store import resolve_tracking_uri
+from pipeline.stages.track import decide_champion, log_training_run
 
 
 def test_champion_moves_only_on_strict_improvement():
@@ -45,7 +46,7 @@ def tracked(medium_demo, tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     metrics = {"roc_auc": 0.75, "pr_auc": 0.3, "ece": 0.02}
     common = dict(
-        params=medium_demo["params"],
+        config=medium_demo["config"],
         models_dir=medium_demo["models"],
         features_path=medium_demo["features"],
         plots_dir=None,
@@ -87,7 +88,7 @@ def test_registered_model_serves_calibrated_probabilities(tracked, medium_demo):
     """The champion loaded by alias gives the same probabilities as the model on disk."""
     import mlflow
 
-    from pipeline.stages.train import load_model
+    from pipeline.modeling.store import load_model
 
     uri = tracked[0]
     mlflow.set_tracking_uri(uri)

@@ -7,17 +7,12 @@ import pandas as pd
 import pytest
 
 from features.registry import build_registry
-from pipeline.stages.train import (
-    Calibrator,
-    TrainingError,
-    check_trainable,
-    fit_calibrator,
-    labelled,
-    load_model,
-    out_of_time_split,
-    purge_overlap,
-    run_train,
-)
+from pipeline.core.errors import TrainingError
+from pipeline.core.labels import LabelRule, labelled, purge_overlap
+from pipeline.modeling.calibration import Calibrator, fit_calibrator
+from pipeline.modeling.split import out_of_time_split
+from pipeline.modeling.store import load_model
+from pipeline.stages.train import check_trainable, run_train
 
 
 def test_split_periods_are_ordered_with_a_label_horizon_gap():
@@ -46,7 +41,8 @@ def test_purge_leaves_no_renewal_outcome_in_training_and_validation():
             ),
         }
     )
-    kept = purge_overlap(train, valid_start=pd.Timestamp("2025-01-01").date(), grace_days=14)
+    rule = LabelRule(horizon_days=365, grace_days=14)
+    kept = purge_overlap(train, valid_start=pd.Timestamp("2025-01-01").date(), rule=rule)
     # a's December row shares its March renewal with January's validation rows; c's renewal is
     # decided only on Jan 3 (Dec 20 + 14 days grace), after validation has begun
     assert kept["renewal_date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-11-15", "2024-12-10"]
@@ -85,7 +81,7 @@ def test_training_on_one_class_fails_end_to_end(medium_demo, tmp_path):
     path = tmp_path / "features.parquet"
     table.to_parquet(path)
     with pytest.raises(TrainingError, match="single class"):
-        run_train(medium_demo["params"], path, tmp_path / "models")
+        run_train(medium_demo["config"], path, tmp_path / "models")
 
 
 def test_calibrator_is_monotone_and_round_trips():
@@ -104,7 +100,7 @@ def test_calibrator_is_monotone_and_round_trips():
 
 
 def test_same_data_params_and_seed_give_an_identical_model(medium_demo, tmp_path):
-    run_train(medium_demo["params"], medium_demo["features"], tmp_path / "again")
+    run_train(medium_demo["config"], medium_demo["features"], tmp_path / "again")
     first = (medium_demo["models"] / "model.txt").read_bytes()
     assert (tmp_path / "again" / "model.txt").read_bytes() == first
     for name in ("calibrator.json", "feature_schema.json", "training_info.json"):

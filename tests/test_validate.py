@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.data.contract import TABLES, DataContractError
+from pipeline.core.errors import DataContractError
+from pipeline.data.contract import TABLES
 from pipeline.data.validate import REASON, SOURCE_ROW, ValidationContext, validate_table
 from tests.conftest import AS_OF
 

@@ -26,6 +26,7 @@ from pydantic import model_validator as _model_validator
 from pydantic.types import Strict
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.labels import LabelRule
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -339,6 +340,14 @@ class Config(Section):
     mlflow: MlflowSection = Field(default_factory=MlflowSection)
     deliver: DeliverSection = Field(default_factory=DeliverSection)
     report: ReportSection = Field(default_factory=ReportSection)
+
+    @property
+    def label_rule(self) -> LabelRule:
+        """The label horizon and renewal grace as the one rule labels, purge and backtest use."""
+        return LabelRule(
+            horizon_days=self.features.label_horizon_days,
+            grace_days=self.base.renewal_grace_days,
+        )
 
     def with_as_of(self, as_of: date) -> Config:
         """The same settings at another as-of date (the weekly job); self is unchanged."""

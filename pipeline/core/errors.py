@@ -20,7 +20,30 @@ class ConfigError(ChurnError):
 
 
 class DataContractError(ChurnError):
-    """An input table breaks the data contract as a whole (missing column, wrong type...)."""
+    """The input as a whole breaks the contract (missing table or column, wrong type).
+
+    The message names the table, the column and a few example rows, because the person who
+    reads it has to find the problem in their own export. `examples` is any object with
+    `head(n)` and `to_string(max_colwidth=...)` (a pandas DataFrame), so this module needs no
+    pandas import.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        column: str | None,
+        problem: str,
+        examples: object | None = None,
+    ) -> None:
+        self.table = table
+        self.column = column
+        self.problem = problem
+        where = f"table '{table}'" + (f", column '{column}'" if column else "")
+        message = f"{where}: {problem}"
+        if examples is not None and len(examples):  # type: ignore[arg-type]
+            shown = examples.head(5).to_string(max_colwidth=40)  # type: ignore[attr-defined]
+            message += f"\nexample rows:\n{shown}"
+        super().__init__(message)
 
 
 class SourceError(ChurnError):

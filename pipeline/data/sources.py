@@ -19,8 +19,8 @@ from typing import Protocol
 import pandas as pd
 import pyarrow.dataset as ds
 
-from pipeline.core.errors import SourceError
-from pipeline.data.contract import TABLES, DataContractError
+from pipeline.core.errors import DataContractError, SourceError
+from pipeline.data.contract import TABLES
 
 log = logging.getLogger(__name__)
 

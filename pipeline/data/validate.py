@@ -16,13 +16,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from pipeline.data.contract import (
-    ColumnSpec,
-    DataContractError,
-    TableSpec,
-    pandas_dtype,
-    pandera_schema,
-)
+from pipeline.core.errors import DataContractError
+from pipeline.data.contract import ColumnSpec, TableSpec, pandas_dtype, pandera_schema
 
 SOURCE_ROW = "_source_row"
 REASON = "_reason"

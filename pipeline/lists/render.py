@@ -21,14 +21,9 @@ import csv
 import hashlib
 import io
 import re
-from datetime import date
 
 import numpy as np
 import pandas as pd
-
-from pipeline.core.errors import ListError
-from pipeline.stages.backtest import weekly_lists
-from pipeline.stages.features import LABEL
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 CHANGE_LABELS = ("risen", "fallen", "steady", "new")
@@ -62,25 +57,6 @@ LIST_COLUMNS = [
 
 
 # --- ranking and flags -----------------------------------------------------------------------
-
-
-def rank_lists(scored: pd.DataFrame, *, capacity: int, rank_by: str) -> pd.Series:
-    """Each account's rank on its CSM's list (1 = top), empty when not on a list.
-
-    The backtest's ranking (`backtest.weekly_lists`): own accounts only, by `rank_by`
-    descending, ties broken by account_id, cut at `capacity`; accounts without a CSM are on no
-    list. `scored` needs account_id, csm_id, probability, expected_arr_at_risk, arr and
-    renewal_date, one row per account.
-    """
-    if scored["account_id"].duplicated().any():
-        raise ListError("scored accounts hold duplicate account_id values")
-    frame = scored[
-        ["account_id", "csm_id", "arr", "renewal_date", "probability", "expected_arr_at_risk"]
-    ].assign(snapshot_date=date(1970, 1, 1), **{LABEL: pd.NA})
-    frame[LABEL] = frame[LABEL].astype("Float64")
-    listed = weekly_lists(frame, capacity=capacity, rank_by=rank_by)
-    ranks = listed.set_index("account_id")["rank"]
-    return scored["account_id"].map(ranks).astype("Int64").rename("list_rank")
 
 
 def list_flags(

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow.pyfunc
 import pandas as pd
 
-from pipeline.stages.train import load_model
+from pipeline.modeling.store import load_model
 
 
 class ChurnModel(mlflow.pyfunc.PythonModel):

@@ -14,9 +14,9 @@ Conventions:
 - Labels are the feature table's `churned`: 1 if the current term ends in churn within the
   label horizon, 0 if it renews, empty when the outcome is not known (censored). Renewals
   later than the as-of date minus the grace period are censored as well, whichever way they
-  went (`censor_undecided`). Censored rows are still ranked and listed (a CSM would have seen
-  them) but left out of precision and recall, numerator and denominator alike; their number
-  is reported.
+  went (`pipeline.core.labels.censor_undecided`). Censored rows are still ranked and listed
+  (a CSM would have seen them) but left out of precision and recall, numerator and
+  denominator alike; their number is reported.
 - CSM ownership is today's (accounts.parquet has no history); accounts without a CSM are on no
   list but still count as missed churn in recall.
 """
@@ -24,24 +24,29 @@ Conventions:
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.config import Config
 from pipeline.core.errors import BacktestError
-from pipeline.stages.features import LABEL
+from pipeline.core.labels import LABEL, censor_undecided
+from pipeline.feature_engine.build import (
+    compute_features,
+    feature_settings,
+    read_present_tables,
+    snapshot_dates,
+)
+from pipeline.lists.ranking import SCORED_COLUMNS, check_scored, weekly_lists
+from pipeline.modeling.split import Split
+from pipeline.modeling.store import load_model
 
 log = logging.getLogger(__name__)
 
-RANK_BY = ("expected_arr_at_risk", "probability")
-DEFAULT_RANK_BY = "expected_arr_at_risk"
-DEFAULT_LEAD_DAYS = 60
-SCORED_COLUMNS = ["account_id", "snapshot_date", "csm_id", "arr", "renewal_date", LABEL]
 WEEKLY_COLUMNS = [
     "week",
     "precision_at_capacity",
@@ -88,68 +93,6 @@ def scored_frame(
     out["probability"] = probability
     out["expected_arr_at_risk"] = out["probability"] * out["arr"]
     return out[[*SCORED_COLUMNS, "probability", "expected_arr_at_risk"]]
-
-
-def censor_undecided(scored: pd.DataFrame, *, decided_by: date) -> pd.DataFrame:
-    """Labels only for renewals both of whose outcomes were observable by `decided_by`.
-
-    A renewal is seen as soon as the next contract starts, but a churn only once the grace
-    period has passed with none, so near the data's end the feature table knows the renewals
-    and not yet the churns. Keeping those rows would count them all as retained and bias
-    precision down; `decided_by` = as-of date - grace days censors them instead.
-    """
-    undecided = pd.to_datetime(scored["renewal_date"]) > pd.Timestamp(decided_by)
-    label = scored[LABEL].astype("Float64").mask(undecided.to_numpy())
-    return scored.assign(**{LABEL: label})
-
-
-def _check_scored(scored: pd.DataFrame) -> None:
-    needed = [*SCORED_COLUMNS, "probability", "expected_arr_at_risk"]
-    missing = [c for c in needed if c not in scored.columns]
-    if missing:
-        raise BacktestError(f"scored frame lacks columns {missing}")
-    if scored.duplicated(["account_id", "snapshot_date"]).any():
-        raise BacktestError("scored frame has more than one row per account and week")
-
-
-def weekly_lists(scored: pd.DataFrame, *, capacity: int, rank_by: str) -> pd.DataFrame:
-    """Each CSM's list per week: their own accounts, ranked, cut at `capacity`.
-
-    `rank_by` is "expected_arr_at_risk" (probability x ARR: where a CSM's hour saves the most
-    revenue) or "probability". Ties (and missing scores, ranked last) are broken by account_id,
-    so the same input always gives the same lists. Accounts without a CSM are on no list.
-    Returns one row per listed account: snapshot_date, csm_id, rank (1 = top) and the scored
-    columns.
-    """
-    if rank_by not in RANK_BY:
-        raise BacktestError(f"rank_by must be one of {list(RANK_BY)}, not {rank_by!r}")
-    if isinstance(capacity, bool) or not isinstance(capacity, int | np.integer) or capacity < 1:
-        raise BacktestError(
-            f"capacity must be a positive whole number of accounts, not {capacity!r}"
-        )
-    _check_scored(scored)
-    owned = scored[scored["csm_id"].notna()]
-    ranked = owned.sort_values(
-        ["snapshot_date", "csm_id", rank_by, "account_id"],
-        ascending=[True, True, False, True],
-        na_position="last",
-        kind="stable",
-    )
-    rank = ranked.groupby(["snapshot_date", "csm_id"], sort=False).cumcount() + 1
-    listed = ranked.assign(rank=rank.astype("int64"))
-    listed = listed[listed["rank"] <= capacity]
-    columns = [
-        "snapshot_date",
-        "csm_id",
-        "rank",
-        "account_id",
-        "probability",
-        "arr",
-        "expected_arr_at_risk",
-        "renewal_date",
-        LABEL,
-    ]
-    return listed[columns].reset_index(drop=True)
 
 
 def _list_sets(lists: pd.DataFrame) -> dict[tuple, frozenset]:
@@ -311,7 +254,7 @@ def backtest_metrics(
     """
     if isinstance(lead_days, bool) or not isinstance(lead_days, int | np.integer) or lead_days < 0:
         raise BacktestError(f"lead_days must be a whole number of days >= 0, not {lead_days!r}")
-    _check_scored(scored)
+    check_scored(scored)
     weeks = _weeks(scored)
     labelled, churned = _hits(lists)
     _, scored_churned = _hits(scored)
@@ -368,34 +311,13 @@ def backtest_metrics(
 # --- I/O edge --------------------------------------------------------------------------------
 
 
-def backtest_settings(params: dict) -> tuple[int, str, int]:
-    """(capacity, rank_by, lead_days) from params, with the backtest section's defaults."""
-    from pipeline.core.config import ConfigError, section
-
-    capacity = section(params, "evaluate").get("capacity_per_csm")
-    cfg = params.get("backtest") or {}
-    if not isinstance(cfg, dict):
-        raise ConfigError("params.yaml 'backtest' must be a section of settings")
-    rank_by = cfg.get("rank_by") or DEFAULT_RANK_BY
-    lead_days = cfg.get("lead_days", DEFAULT_LEAD_DAYS)
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-        raise ConfigError(
-            f"evaluate.capacity_per_csm must be a whole number >= 1, not {capacity!r}"
-        )
-    if rank_by not in RANK_BY:
-        raise ConfigError(f"backtest.rank_by must be one of {list(RANK_BY)}, not {rank_by!r}")
-    if isinstance(lead_days, bool) or not isinstance(lead_days, int) or lead_days < 0:
-        raise ConfigError(f"backtest.lead_days must be a whole number >= 0, not {lead_days!r}")
-    return capacity, rank_by, lead_days
-
-
 def _json_ready(metrics: dict[str, float]) -> dict[str, float | None]:
     """NaN (a figure with nothing to measure) as null: strict JSON has no NaN."""
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
 def run_backtest(
-    params: dict,
+    config: Config,
     interim_dir: Path,
     models_dir: Path,
     out_metrics: Path,
@@ -405,35 +327,19 @@ def run_backtest(
 
     Reads the validated tables in `interim_dir` and the model in `models_dir`; writes the
     figures (JSON, DVC metrics) to `out_metrics` and the per-week figures (CSV) to `out_weekly`.
+    Lists are ranked as the score stage ranks them (`score.rank_by`), at the capacity the model
+    is evaluated at (`evaluate.capacity_per_csm`).
     """
-    from features.definitions import settings_from_params
-    from pipeline.core.atomic import atomic_path, write_json
-    from pipeline.core.config import ConfigError, as_of_timestamp, section
-    from pipeline.feature_engine.engines import EngineError, open_engine
-    from pipeline.stages.features import build_features, day_number, present_tables, snapshot_dates
-    from pipeline.stages.ingest import REPORT_NAME
-    from pipeline.stages.train import load_model
-
     interim_dir = Path(interim_dir)
-    capacity, rank_by, lead_days = backtest_settings(params)
-    feat_cfg = section(params, "features")
-    as_of = as_of_timestamp(params).date()
-    try:
-        settings = settings_from_params(params, day_number(as_of))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"features section of params.yaml is incomplete: {err}") from err
-    report_path = interim_dir / REPORT_NAME
-    if not report_path.is_file():
-        raise BacktestError(f"{report_path} not found: run `churn ingest` first")
-    tables = present_tables(json.loads(report_path.read_text()))
+    capacity = config.evaluate.capacity_per_csm
+    rank_by = config.score.rank_by
+    lead_days = config.backtest.lead_days
+    as_of = config.base.as_of_date
+    tables, _ = read_present_tables(interim_dir)
 
     model = load_model(models_dir)
-    try:
-        split = model.info["split"]
-        start, end = (pd.Timestamp(split[k]).date() for k in ("test_start", "test_end"))
-    except (KeyError, ValueError) as err:
-        raise BacktestError(f"{models_dir}: training info has no usable test split: {err}") from err
-    end = min(end, as_of)
+    split = Split.from_info(model.info)
+    start, end = split.test_start, min(split.test_end, as_of)
     weeks = snapshot_dates(start, end, "weekly")
     if not weeks:
         raise BacktestError(f"the test period {start} to {end} holds no Monday to replay")
@@ -445,24 +351,15 @@ def run_backtest(
         capacity,
         rank_by,
     )
-
-    name = str(feat_cfg.get("engine", "duckdb"))
-    try:
-        engine = open_engine(name, feat_cfg.get(name) or {})
-        try:
-            features = build_features(engine, interim_dir, tables, weeks, settings)
-        finally:
-            engine.close()
-    except EngineError as err:
-        raise BacktestError(str(err)) from err
+    settings = feature_settings(config)
+    features = compute_features(config, interim_dir, tables, weeks, settings=settings)
     table = features.table
     if table.empty:
         raise BacktestError(f"no active accounts in the weeks {weeks[0]} to {weeks[-1]}")
 
     accounts = pd.read_parquet(interim_dir / "accounts.parquet", columns=["account_id", "csm_id"])
     scored = scored_frame(table, model.predict(table), accounts)
-    decided_by = as_of - timedelta(days=settings.renewal_grace_days)
-    scored = censor_undecided(scored, decided_by=decided_by)
+    scored = censor_undecided(scored, as_of=as_of, rule=config.label_rule)
     lists = weekly_lists(scored, capacity=capacity, rank_by=rank_by)
     weekly = weekly_figures(lists, scored)
     metrics = backtest_metrics(lists, scored, lead_days=lead_days)

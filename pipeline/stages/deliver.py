@@ -47,8 +47,7 @@ from email.utils import format_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from pipeline.core.config import ConfigError
-from pipeline.core.errors import DeliveryError
+from pipeline.core.errors import ConfigError, DeliveryError
 
 log = logging.getLogger(__name__)
 

@@ -12,30 +12,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.config import Config
+from pipeline.core.errors import TrainingError
+from pipeline.core.labels import LABEL, LabelRule, labelled, purge_overlap
 from pipeline.modeling.baselines import fit_logistic, health_risk, predict_logistic
+from pipeline.modeling.design import design_matrix
 from pipeline.modeling.metrics import binary_metrics, curves, precision_recall_at_capacity
-from pipeline.stages.features import LABEL
-from pipeline.stages.train import LoadedModel, Split, design_matrix, labelled, purge_overlap
+from pipeline.modeling.split import Split
+from pipeline.modeling.store import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 
 
-def split_from_info(info: dict) -> Split:
-    dates = {k: pd.Timestamp(v).date() for k, v in info["split"].items()}
-    return Split(**dates)
-
-
-def test_frame(table: pd.DataFrame, model: LoadedModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+def test_frame(
+    table: pd.DataFrame, model: LoadedModel, *, horizon_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train rows, test rows) of the labelled table, by the split the model was trained with:
-    the training rows purged the same way, so the baselines learn from exactly the model's."""
+    the training rows purged the same way (the grace period recorded in its training info), so
+    the baselines learn from exactly the model's rows."""
     known = labelled(table)
-    split = split_from_info(model.info)
+    split = Split.from_info(model.info)
     period = split.assign(known["snapshot_date"])
-    train = purge_overlap(
-        known[period == "train"],
-        valid_start=split.valid_start,
-        grace_days=int(model.info["purge_grace_days"]),
-    )
+    rule = LabelRule(horizon_days=horizon_days, grace_days=int(model.info["purge_grace_days"]))
+    train = purge_overlap(known[period == "train"], valid_start=split.valid_start, rule=rule)
     return train, known[period == "test"]
 
 
@@ -59,12 +59,13 @@ def evaluate_model(
     accounts: pd.DataFrame,
     capacity: int,
     seed: int,
+    horizon_days: int,
     truth: pd.DataFrame | None = None,
 ) -> tuple[dict[str, float], dict[str, pd.DataFrame], pd.DataFrame]:
     """Metrics (flat dict), curves, and the scored test rows."""
-    train, test = test_frame(table, model)
+    train, test = test_frame(table, model, horizon_days=horizon_days)
     if test.empty:
-        raise ValueError("the test period has no labelled rows")
+        raise TrainingError("the test period has no labelled rows")
     y = test[LABEL].astype(float).to_numpy()
     scored = test[["account_id", "snapshot_date", "renewal_date", "segment", "arr", LABEL]].copy()
     scored["p_model"] = model.predict(test)
@@ -116,7 +117,7 @@ def evaluate_model(
 
 
 def run_evaluate(
-    params: dict,
+    config: Config,
     features_path: Path,
     models_dir: Path,
     interim_dir: Path,
@@ -125,10 +126,6 @@ def run_evaluate(
     truth_path: Path | None,
 ) -> dict[str, float]:
     """The evaluate stage's edge."""
-    from pipeline.core.atomic import atomic_path, write_json
-    from pipeline.core.config import section
-    from pipeline.stages.train import load_model
-
     table = pd.read_parquet(features_path)
     model = load_model(models_dir)
     accounts = pd.read_parquet(
@@ -141,8 +138,9 @@ def run_evaluate(
         table,
         model,
         accounts=accounts,
-        capacity=int(section(params, "evaluate")["capacity_per_csm"]),
-        seed=int(section(params, "base")["seed"]),
+        capacity=config.evaluate.capacity_per_csm,
+        seed=config.base.seed,
+        horizon_days=config.features.label_horizon_days,
         truth=truth,
     )
     write_json(metrics, metrics_path)

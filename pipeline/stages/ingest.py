@@ -25,22 +25,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.config import Config
+from pipeline.core.errors import DataContractError
+from pipeline.core.layout import QUARANTINE_DIR, VALIDATION_REPORT
 from pipeline.data.contract import (
     REQUIRED_TABLES,
     STREAMED_TABLES,
     TABLE_ORDER,
     TABLES,
-    DataContractError,
     TableSpec,
     arrow_schema,
     interim_path,
 )
-from pipeline.data.sources import Source
+from pipeline.data.sources import NameMapping, Source, open_source
 from pipeline.data.validate import TableResult, ValidationContext, validate_table
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "validation_report.json"
 
 # Key columns other tables check their foreign keys against.
 _REFERENCED_KEYS: dict[str, tuple[str, ...]] = {
@@ -149,7 +150,7 @@ def _ingest_streamed(
     progress,
 ) -> None:
     accepted = _PartWriter(staging / spec.name, arrow_schema(spec))
-    quarantined = _PartWriter(staging / "quarantine" / spec.name, None)
+    quarantined = _PartWriter(staging / QUARANTINE_DIR / spec.name, None)
     task = progress.add_task(f"ingest {spec.name}", total=None) if progress else None
     for chunk in source.iter_batches(spec.name, batch_rows):
         result = validate_table(chunk, spec, context, first_row=report.rows_read)
@@ -217,7 +218,7 @@ def ingest_source(
                 _write_file(accepted, interim_path(staging, name), arrow_schema(spec))
                 if len(result.quarantined):
                     _write_file(
-                        result.quarantined, staging / "quarantine" / f"{name}.parquet", None
+                        result.quarantined, staging / QUARANTINE_DIR / f"{name}.parquet", None
                     )
                 context = _context_with(context, spec, accepted)
             reports[name] = report
@@ -237,5 +238,20 @@ def ingest_source(
             "rows_accepted": sum(r.rows_accepted for r in reports.values()),
             "rows_quarantined": sum(r.rows_quarantined for r in reports.values()),
         }
-        write_json(report_payload, staging / REPORT_NAME)
+        write_json(report_payload, staging / VALIDATION_REPORT)
     return report_payload
+
+
+def run_ingest(config: Config, out_dir: Path, *, source: str | None = None, progress=None) -> dict:
+    """The ingest stage's edge: open the configured source (or `source`), validate, write."""
+    cfg = config.ingest
+    mapping = NameMapping(tables=cfg.table_map, columns=cfg.column_map)
+    src = open_source(source or cfg.source, mapping=mapping, schema=cfg.schema_name)
+    return ingest_source(
+        src,
+        Path(out_dir),
+        as_of=config.base.as_of_timestamp,
+        naive_timezone=cfg.naive_timezone,
+        batch_rows=cfg.batch_rows,
+        progress=progress,
+    )

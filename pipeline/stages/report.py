@@ -1172,7 +1172,7 @@ def load_inputs(
 
 def report_settings(cfg: Mapping[str, object] | None) -> ReportSettings:
     """ReportSettings from the params `report` section (absent keys keep their defaults)."""
-    from pipeline.core.config import ConfigError
+    from pipeline.core.errors import ConfigError
 
     cfg = dict(cfg or {})
     known = {"top_features", "dependence_plots", "largest_accounts"}

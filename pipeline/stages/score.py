@@ -22,7 +22,6 @@ Layout: pure core functions over frames (`check_feature_schema`, `score_accounts
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -34,16 +33,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.registry import Feature
-from pipeline.core.errors import ScoringError
-from pipeline.data.contract import ROW_STAMPS, TABLES, interim_path
-from pipeline.lists.render import list_flags, rank_lists, render_lists
+from features.registry import Feature, available, build_registry
+from pipeline.core.atomic import atomic_path
+from pipeline.core.config import Config
+from pipeline.core.errors import FeatureError, ScoringError
+from pipeline.core.hashing import dvc_dir_hash
+from pipeline.core.layout import (
+    ACCOUNTS_FILE,
+    FEATURES_FILE,
+    LAYOUT,
+    MANIFEST_FILE,
+    SHAP_FILE,
+    TREND_FILE,
+)
+from pipeline.data.contract import interim_path
+from pipeline.feature_engine.build import compute_features, feature_settings, read_present_tables
+from pipeline.lists.manifest import CsmEntry, ListsManifest, manifest_bytes, parse_manifest
+from pipeline.lists.ranking import rank_lists
+from pipeline.lists.render import list_flags, render_lists
+from pipeline.modeling.design import design_matrix
 from pipeline.modeling.explain import explain, moved_most, reason_codes, shap_values
-from pipeline.stages.train import LoadedModel, design_matrix
+from pipeline.modeling.store import LoadedModel, load_model_ref
+from pipeline.monitoring import (
+    drift_warnings,
+    feature_drift,
+    latest_stamps,
+    source_warnings,
+    training_reference,
+)
 
 log = logging.getLogger(__name__)
 
-RANK_BY = ("expected_arr_at_risk", "probability")
 ACCOUNT_COLUMNS = [
     "as_of",
     "account_id",
@@ -84,7 +104,11 @@ TREND_COLUMNS = ["week", "n_accounts", "arr_total", "expected_arr_at_risk", "mea
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    """The `score` section of params.yaml (plus the capacity shared with evaluation)."""
+    """What scoring needs from the `score` section, plus the capacity shared with evaluation.
+
+    Built from the validated config by `score_settings`; the core functions take this instead
+    of the whole config so a test can state exactly what it varies.
+    """
 
     capacity_per_csm: int
     rank_by: str = "expected_arr_at_risk"
@@ -100,71 +124,22 @@ class ScoreSettings:
     stale_after_days: dict[str, int] = field(default_factory=dict)
 
 
-def _whole(value, name: str, minimum: int) -> int:
-    from pipeline.core.config import ConfigError
-
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number >= {minimum}, not {value!r}")
-    return value
-
-
-def _fraction(value, name: str) -> float:
-    from pipeline.core.config import ConfigError
-
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ConfigError(f"{name} must be a number between 0 and 1, not {value!r}")
-    return float(value)
-
-
-def score_settings(params: dict) -> ScoreSettings:
-    """Validated settings from `score` and `evaluate.capacity_per_csm` (clear errors)."""
-    from pipeline.core.config import ConfigError, section
-
-    cfg = section(params, "score")
-    capacity = _whole(
-        section(params, "evaluate").get("capacity_per_csm"), "evaluate.capacity_per_csm", 1
-    )
-    rank_by = cfg.get("rank_by", "expected_arr_at_risk")
-    if rank_by not in RANK_BY:
-        raise ConfigError(f"score.rank_by must be one of {list(RANK_BY)}, not {rank_by!r}")
-    bands = cfg.get("risk_bands") or {}
-    if not isinstance(bands, dict) or set(bands) != {"high", "medium"}:
-        raise ConfigError(f"score.risk_bands must set exactly high and medium, not {bands!r}")
-    high = _fraction(bands["high"], "score.risk_bands.high")
-    medium = _fraction(bands["medium"], "score.risk_bands.medium")
-    if medium > high:
-        raise ConfigError(f"score.risk_bands: medium ({medium}) is above high ({high})")
-    drift = cfg.get("drift") or {}
-    if not isinstance(drift, dict):
-        raise ConfigError("score.drift must be a section of settings")
-    psi_warn = drift.get("psi_warn", 0.25)
-    if isinstance(psi_warn, bool) or not isinstance(psi_warn, int | float) or psi_warn <= 0:
-        raise ConfigError(f"score.drift.psi_warn must be a number > 0, not {psi_warn!r}")
-    stale = cfg.get("stale_after_days") or {}
-    if not isinstance(stale, dict):
-        raise ConfigError("score.stale_after_days must map table names to days")
-    unknown = sorted(set(stale) - set(ROW_STAMPS))
-    if unknown:
-        known = sorted(t for t in ROW_STAMPS if t in TABLES)
-        raise ConfigError(f"score.stale_after_days: unknown tables {unknown}; known: {known}")
-    threshold = cfg.get("change_threshold", 0.05)
+def score_settings(config: Config) -> ScoreSettings:
+    """The scoring settings of a validated config."""
+    cfg = config.score
     return ScoreSettings(
-        capacity_per_csm=capacity,
-        rank_by=rank_by,
-        high_risk=high,
-        medium_risk=medium,
-        top_reasons=_whole(cfg.get("top_reasons", 3), "score.top_reasons", 1),
-        renewal_window_days=_whole(
-            cfg.get("renewal_window_days", 90), "score.renewal_window_days", 0
-        ),
-        change_threshold=_fraction(threshold, "score.change_threshold"),
-        trend_weeks=_whole(cfg.get("trend_weeks", 8), "score.trend_weeks", 1),
-        psi_warn=float(psi_warn),
-        drift_top_features=_whole(drift.get("top_features", 10), "score.drift.top_features", 1),
-        drift_bins=_whole(drift.get("bins", 10), "score.drift.bins", 2),
-        stale_after_days={
-            str(t): _whole(d, f"score.stale_after_days.{t}", 0) for t, d in sorted(stale.items())
-        },
+        capacity_per_csm=config.evaluate.capacity_per_csm,
+        rank_by=cfg.rank_by,
+        high_risk=cfg.risk_bands.high,
+        medium_risk=cfg.risk_bands.medium,
+        top_reasons=cfg.top_reasons,
+        renewal_window_days=cfg.renewal_window_days,
+        change_threshold=cfg.change_threshold,
+        trend_weeks=cfg.trend_weeks,
+        psi_warn=cfg.drift.psi_warn,
+        drift_top_features=cfg.drift.top_features,
+        drift_bins=cfg.drift.bins,
+        stale_after_days=dict(cfg.stale_after_days),
     )
 
 
@@ -225,159 +200,6 @@ def risk_bands(probability: np.ndarray, *, high: float, medium: float) -> pd.Ser
     p = np.asarray(probability, dtype=float)
     bands = np.where(p >= high, "high", np.where(p >= medium, "medium", "low"))
     return pd.Series(bands, dtype="string")
-
-
-def psi(reference: pd.Series, current: pd.Series, *, bins: int, categorical: bool) -> float:
-    """Population stability index of `current` against `reference`.
-
-    Numbers: buckets at the reference's quantiles (ties merged), plus one for missing values;
-    categories: one bucket per level plus missing. Empty buckets count as 0.01% so the index
-    stays finite. Rules of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift.
-    """
-    eps = 1e-4
-
-    def shares(codes: np.ndarray, n_buckets: int) -> np.ndarray:
-        counts = np.bincount(codes, minlength=n_buckets).astype(float)
-        return np.clip(counts / max(len(codes), 1), eps, None)
-
-    if len(reference) == 0 or len(current) == 0:
-        return math.nan
-    if categorical:
-        ref = reference.astype("string").fillna("\0missing")
-        cur = current.astype("string").fillna("\0missing")
-        levels = sorted(set(ref.unique()) | set(cur.unique()))
-        lookup = {v: i for i, v in enumerate(levels)}
-        ref_codes = ref.map(lookup).to_numpy(dtype=np.int64)
-        cur_codes = cur.map(lookup).to_numpy(dtype=np.int64)
-        n_buckets = len(levels)
-    else:
-        ref_values = reference.to_numpy(dtype=float, na_value=np.nan)
-        cur_values = current.to_numpy(dtype=float, na_value=np.nan)
-        known = ref_values[~np.isnan(ref_values)]
-        edges = (
-            np.unique(np.quantile(known, np.linspace(0, 1, bins + 1)[1:-1]))
-            if len(known)
-            else np.empty(0)
-        )
-        n_buckets = len(edges) + 2  # the last bucket holds missing values
-
-        def codes(values: np.ndarray) -> np.ndarray:
-            out = np.searchsorted(edges, values, side="right")
-            return np.where(np.isnan(values), n_buckets - 1, out)
-
-        ref_codes, cur_codes = codes(ref_values), codes(cur_values)
-    expected = shares(ref_codes, n_buckets)
-    actual = shares(cur_codes, n_buckets)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
-
-
-def feature_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, model: LoadedModel, *, bins: int
-) -> pd.DataFrame:
-    """PSI of every model feature, training rows against scored rows, with its importance rank.
-
-    The importance rank is by total gain in the model (1 = most important): drift in a feature
-    the model barely uses matters little.
-    """
-    gain = dict(
-        zip(
-            model.booster.feature_name(),
-            model.booster.feature_importance("gain"),
-            strict=True,
-        )
-    )
-    rows = []
-    for column in model.schema["features"]:
-        name = column["name"]
-        rows.append(
-            {
-                "feature": name,
-                "psi": psi(
-                    reference[name],
-                    current[name],
-                    bins=bins,
-                    categorical=column["dtype"] == "category",
-                ),
-                "gain": float(gain.get(name, 0.0)),
-            }
-        )
-    out = pd.DataFrame(rows, columns=["feature", "psi", "gain"])
-    out = out.sort_values(["gain", "feature"], ascending=[False, True], kind="stable")
-    out["importance_rank"] = np.arange(1, len(out) + 1)
-    return out.reset_index(drop=True)
-
-
-def drift_warnings(drift: pd.DataFrame, *, psi_warn: float, top_features: int) -> list[dict]:
-    """One warning per top-`top_features` feature whose PSI exceeds `psi_warn`."""
-    top = drift[drift["importance_rank"] <= top_features]
-    out = []
-    for rec in top[top["psi"] > psi_warn].to_dict("records"):
-        out.append(
-            {
-                "kind": "drift",
-                "message": (
-                    f"feature {rec['feature']} (importance rank {rec['importance_rank']}) has "
-                    f"drifted from the training data: PSI {rec['psi']:.2f} > {psi_warn:g}; "
-                    "scores that lean on it are less reliable"
-                ),
-                "feature": rec["feature"],
-                "psi": round(float(rec["psi"]), 4),
-                "threshold": psi_warn,
-                "importance_rank": int(rec["importance_rank"]),
-            }
-        )
-    return out
-
-
-def source_warnings(
-    report: dict,
-    latest: dict[str, date | None],
-    *,
-    as_of: date,
-    stale_after_days: dict[str, int],
-) -> list[dict]:
-    """Warnings about source tables: empty (in the validation report, or no row before the
-    as-of date) or stale (the latest row is more than `stale_after_days[table]` days old).
-
-    `latest` maps each present table with a time column to the date of its latest row before
-    the as-of date (None when it has none).
-    """
-    out = []
-    for name, entry in sorted(report.get("tables", {}).items()):
-        if entry.get("status") == "empty":
-            out.append(
-                {
-                    "kind": "empty_table",
-                    "table": name,
-                    "message": f"table {name} is empty in the validated data "
-                    "(validation_report.json): features that need it are missing",
-                }
-            )
-    for name, when in sorted(latest.items()):
-        if when is None:
-            out.append(
-                {
-                    "kind": "empty_table",
-                    "table": name,
-                    "message": f"table {name} holds no rows before the as-of date {as_of}",
-                }
-            )
-            continue
-        limit = stale_after_days.get(name)
-        age = (as_of - when).days
-        if limit is not None and age > limit:
-            out.append(
-                {
-                    "kind": "stale_table",
-                    "table": name,
-                    "latest": str(when),
-                    "days_old": age,
-                    "threshold_days": limit,
-                    "message": f"table {name} looks stale: its latest row is from {when}, "
-                    f"{age} days before the as-of date {as_of} (more than {limit})",
-                }
-            )
-    return out
 
 
 # --- scoring ---------------------------------------------------------------------------------
@@ -639,186 +461,60 @@ def render_outputs(
         renewal_window_days=settings.renewal_window_days,
     )
     accounts = result.accounts
-    manifest = {
-        "as_of": str(stamp["as_of"]),
-        "model_version": stamp["model_version"],
-        "model_source": stamp["model_source"],
-        "data_version": stamp["data_version"],
-        "rank_by": settings.rank_by,
-        "capacity_per_csm": settings.capacity_per_csm,
-        "base_value": result.base_value,
-        "warnings": warnings,
-        "csms": csm_entries,
-        "n_accounts": len(accounts),
-        "n_listed": int(accounts["on_list"].sum()),
-        "n_unassigned": int(accounts["csm_id"].isna().sum()),
-        "arr_total": round(float(accounts["arr"].sum()), 2),
-        "expected_arr_at_risk": round(float(accounts["expected_arr_at_risk"].sum()), 2),
-        "risk_bands": {"high": settings.high_risk, "medium": settings.medium_risk},
-        "risk_band_counts": {
+    manifest = ListsManifest(
+        as_of=stamp["as_of"],
+        model_version=stamp["model_version"],
+        model_source=stamp["model_source"],
+        data_version=stamp["data_version"],
+        rank_by=settings.rank_by,
+        capacity_per_csm=settings.capacity_per_csm,
+        base_value=result.base_value,
+        warnings=tuple(warnings),
+        csms=tuple(CsmEntry(**entry) for entry in csm_entries),
+        n_accounts=len(accounts),
+        n_listed=int(accounts["on_list"].sum()),
+        n_unassigned=int(accounts["csm_id"].isna().sum()),
+        arr_total=round(float(accounts["arr"].sum()), 2),
+        expected_arr_at_risk=round(float(accounts["expected_arr_at_risk"].sum()), 2),
+        risk_bands={"high": settings.high_risk, "medium": settings.medium_risk},
+        risk_band_counts={
             band: int((accounts["risk_band"] == band).sum()) for band in ("high", "medium", "low")
         },
-        "previous_week": str(stamp["as_of"] - timedelta(weeks=1)),
-        "trend_weeks": settings.trend_weeks,
-        "shap_method": "lightgbm_pred_contrib",
-        "additivity_max_error": float(f"{result.additivity_gap:.3g}"),
-        "drift_checked": drift is not None,
-        "drift": []
+        previous_week=stamp["as_of"] - timedelta(weeks=1),
+        trend_weeks=settings.trend_weeks,
+        shap_method="lightgbm_pred_contrib",
+        additivity_max_error=float(f"{result.additivity_gap:.3g}"),
+        drift_checked=drift is not None,
+        drift=()
         if drift is None
-        else [
+        else tuple(
             {
                 "feature": rec["feature"],
                 "psi": None if math.isnan(rec["psi"]) else round(float(rec["psi"]), 4),
                 "importance_rank": int(rec["importance_rank"]),
             }
             for rec in drift.to_dict("records")
-        ],
-        "files": {
-            "accounts": "accounts.parquet",
-            "shap": "shap.parquet",
-            "features": "features.parquet",
-            "trend": "trend.csv",
+        ),
+        files={
+            "accounts": ACCOUNTS_FILE,
+            "shap": SHAP_FILE,
+            "features": FEATURES_FILE,
+            "trend": TREND_FILE,
         },
-    }
-    files["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
-    files["accounts.parquet"] = parquet_bytes(accounts)
-    files["shap.parquet"] = parquet_bytes(result.shap)
-    files["features.parquet"] = parquet_bytes(result.features)
-    files["trend.csv"] = trend_csv(result.trend).encode("utf-8")
+    )
+    files[MANIFEST_FILE] = manifest_bytes(manifest)
+    files[ACCOUNTS_FILE] = parquet_bytes(accounts)
+    files[SHAP_FILE] = parquet_bytes(result.shap)
+    files[FEATURES_FILE] = parquet_bytes(result.features)
+    files[TREND_FILE] = trend_csv(result.trend).encode("utf-8")
     return dict(sorted(files.items()))
 
 
 # --- I/O edge --------------------------------------------------------------------------------
 
 
-def dvc_dir_hash(directory: Path) -> str:
-    """The hash DVC records for a directory output (`<md5>.dir` in dvc.lock).
-
-    DVC hashes the JSON list of {md5, relpath} of every file, sorted by path; computing it the
-    same way lets a list name the exact validated data it was scored on.
-    """
-    from pipeline.stages.track import file_md5
-
-    directory = Path(directory)
-    entries = sorted(
-        (
-            {"md5": file_md5(p), "relpath": p.relative_to(directory).as_posix()}
-            for p in directory.rglob("*")
-            if p.is_file()
-        ),
-        key=lambda e: e["relpath"],
-    )
-    payload = json.dumps(entries, sort_keys=True).encode("utf-8")
-    return hashlib.md5(payload).hexdigest() + ".dir"
-
-
-def latest_stamps(interim_dir: Path, tables: set[str], as_of: date) -> dict[str, date | None]:
-    """Date of each present table's latest row before `as_of` (None: no such row)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    out: dict[str, date | None] = {}
-    cutoff = pd.Timestamp(as_of, tz="UTC")
-    for name in sorted(set(tables) & set(ROW_STAMPS)):
-        column = ROW_STAMPS[name]
-        dataset = ds.dataset(interim_path(interim_dir, name), format="parquet")
-        kind = dataset.schema.field(column).type
-        bound = (
-            pa.scalar(as_of, type=kind) if pa.types.is_date(kind) else pa.scalar(cutoff, type=kind)
-        )
-        values = dataset.to_table(columns=[column], filter=ds.field(column) < bound)[column]
-        latest = pc.max(values).as_py() if len(values) else None
-        if latest is not None and not isinstance(latest, date):
-            raise ScoringError(f"{name}.{column} is not a date or timestamp")
-        out[name] = (
-            latest.astimezone(cutoff.tzinfo).date() if hasattr(latest, "astimezone") else latest
-        )
-    return out
-
-
-def training_reference(features_path: Path, model: LoadedModel) -> pd.DataFrame | None:
-    """The feature rows of the model's training period (the drift reference), if available."""
-    split = model.info.get("split") or {}
-    if not Path(features_path).is_file() or "train_start" not in split:
-        return None
-    start = pd.Timestamp(split["train_start"]).date()
-    end = pd.Timestamp(split["train_end"]).date()
-    names = model.feature_names
-    table = pd.read_parquet(features_path, columns=["snapshot_date", *names])
-    dates = pd.to_datetime(table["snapshot_date"]).dt.date
-    return table[(dates >= start) & (dates <= end)].reset_index(drop=True)
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """models:/<name>@<alias> or models:/<name>/<version> -> (name, alias, version)."""
-    body = uri.removeprefix("models:/")
-    if "@" in body:
-        name, alias = body.split("@", 1)
-        if name and alias and "/" not in name:
-            return name, alias, None
-    elif body.count("/") == 1:
-        name, version = body.split("/")
-        if name and version.isdigit():
-            return name, None, version
-    raise ScoringError(
-        f"model URI {uri!r} must be models:/<name>@<alias> (e.g. models:/churn-model@champion) "
-        "or models:/<name>/<version>"
-    )
-
-
-def load_scoring_model(
-    ref: str, *, tracking_uri: str | None = None, mlflow_run: Path | None = None
-) -> tuple[LoadedModel, str, str]:
-    """(model, source, version) from a models/ directory or an MLflow registry URI.
-
-    A directory's version is the run id in `mlflow_run` (reports/mlflow_run.json, written by
-    `churn track`) or 'unregistered'. A registry URI resolves the alias or version to its run
-    and loads the model files that run logged (the same booster, calibrator and schema).
-    """
-    import os
-    import tempfile
-
-    from pipeline.stages.train import TrainingError, load_model
-
-    if not ref.startswith("models:/"):
-        try:
-            model = load_model(Path(ref))
-        except TrainingError as err:
-            raise ScoringError(str(err)) from err
-        version = "unregistered"
-        if mlflow_run is not None and Path(mlflow_run).is_file():
-            version = str(json.loads(Path(mlflow_run).read_text()).get("run_id") or version)
-        return model, str(ref), version
-
-    name, alias, number = parse_model_uri(ref)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from pipeline.stages.track import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        found = (
-            client.get_model_version_by_alias(name, alias)
-            if alias
-            else client.get_model_version(name, number)
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=found.run_id, artifact_path="model_files", dst_path=tmp, tracking_uri=uri
-            )
-            model = load_model(Path(path))
-    except (MlflowException, OSError, TrainingError) as err:
-        raise ScoringError(f"cannot load {ref} from the MLflow store {uri}: {err}") from err
-    return model, ref, str(found.run_id)
-
-
 def run_score(
-    params: dict,
+    config: Config,
     *,
     as_of: date | None,
     interim_dir: Path,
@@ -826,46 +522,26 @@ def run_score(
     reference_features: Path | None,
     mlflow_run: Path | None,
     out_dir: Path | None,
-) -> dict:
-    """The score stage's edge: params, validated tables and a model in; the lists out.
+) -> ListsManifest:
+    """The score stage's edge: validated tables and a model in; the lists out.
 
     Writes `out_dir` (default reports/lists/<as-of>) atomically and returns the manifest.
     """
-    from features.definitions import settings_from_params
-    from features.registry import available, build_registry
-    from pipeline.core.atomic import atomic_path
-    from pipeline.core.config import ConfigError, as_of_timestamp, section
-    from pipeline.feature_engine.engines import EngineError, open_engine
-    from pipeline.stages.features import FeatureError, build_features, day_number, present_tables
-    from pipeline.stages.ingest import REPORT_NAME
-
-    settings = score_settings(params)
-    data_as_of = as_of_timestamp(params).date()
+    settings = score_settings(config)
+    data_as_of = config.base.as_of_date
     as_of = as_of or data_as_of
     if as_of > data_as_of:
         raise ScoringError(f"--as-of {as_of} is after the data's as-of date {data_as_of}")
     interim_dir = Path(interim_dir)
-    report_path = interim_dir / REPORT_NAME
-    if not report_path.is_file():
-        raise ScoringError(f"{report_path} not found: run `churn ingest` first")
-    report = json.loads(report_path.read_text())
-    tables = present_tables(report)
-    feat_cfg = section(params, "features")
-    try:
-        feature_settings = settings_from_params(params, day_number(data_as_of))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"features section of params.yaml is incomplete: {err}") from err
+    tables, report = read_present_tables(interim_dir)
+    feature_cfg = feature_settings(config)
 
     # The MLflow section is read only for a registry URI, so the DVC stage does not depend on it.
-    tracking_uri = (
-        (params.get("mlflow") or {}).get("tracking_uri")
-        if model_ref.startswith("models:/")
-        else None
-    )
-    model, source, version = load_scoring_model(
+    tracking_uri = config.mlflow.tracking_uri if model_ref.startswith("models:/") else None
+    model, source, version = load_model_ref(
         model_ref, tracking_uri=tracking_uri, mlflow_run=mlflow_run
     )
-    registry = build_registry(feature_settings.windows)
+    registry = build_registry(feature_cfg.windows)
     usable = available(registry, tables)
     check_feature_schema(
         [f.name for f in usable], model.schema, registry=registry, tables_present=tables
@@ -874,26 +550,14 @@ def run_score(
     features = [by_name[n] for n in model.feature_names]
 
     weeks = weeks_to_score(as_of, settings.trend_weeks)
-    engine_name = str(feat_cfg.get("engine", "duckdb"))
     try:
-        engine = open_engine(engine_name, feat_cfg.get(engine_name) or {})
-        try:
-            built = build_features(
-                engine,
-                interim_dir,
-                tables,
-                weeks,
-                feature_settings,
-                batch_size=int(feat_cfg.get("snapshot_batch_size", 12)),
-            )
-        finally:
-            engine.close()
-    except (EngineError, FeatureError) as err:
+        built = compute_features(config, interim_dir, tables, weeks, settings=feature_cfg)
+    except FeatureError as err:
         raise ScoringError(str(err)) from err
     check_feature_schema([f.name for f in built.features], model.schema, registry=registry)
 
-    accounts = pd.read_parquet(interim_dir / "accounts.parquet")
-    csms_path = interim_dir / "csms.parquet"
+    accounts = pd.read_parquet(interim_path(interim_dir, "accounts"))
+    csms_path = interim_path(interim_dir, "csms")
     csms = pd.read_parquet(csms_path) if "csms" in tables and csms_path.is_file() else None
     result = score_accounts(
         built.table, model, features, accounts, csms, as_of=as_of, settings=settings
@@ -926,21 +590,21 @@ def run_score(
         "data_version": dvc_dir_hash(interim_dir),
     }
     files = render_outputs(result, stamp=stamp, warnings=warnings, settings=settings, drift=drift)
-    out_dir = Path(out_dir) if out_dir is not None else Path("reports/lists") / str(as_of)
+    out_dir = Path(out_dir) if out_dir is not None else LAYOUT.lists_dir(as_of)
     with atomic_path(out_dir) as tmp:
         for relative, payload in files.items():
             target = tmp / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(payload)
-    manifest = json.loads(files["manifest.json"])
+    manifest = parse_manifest(json.loads(files[MANIFEST_FILE]))
     log.info(
         "scored %d accounts at %s (model %s, data %s): %d listed for %d CSMs -> %s",
-        manifest["n_accounts"],
+        manifest.n_accounts,
         as_of,
         version,
         stamp["data_version"],
-        manifest["n_listed"],
-        len(manifest["csms"]),
+        manifest.n_listed,
+        len(manifest.csms),
         out_dir,
     )
     return manifest

@@ -9,14 +9,20 @@ champion on the chosen test metric, and the decision is recorded on the run.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+
+import features
+import pipeline
+from pipeline.core.config import Config
+from pipeline.core.errors import ConfigError, TrainingError
+from pipeline.core.hashing import file_md5
+from pipeline.core.layout import MLFLOW_MODEL_FILES
+from pipeline.modeling.store import load_model, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +67,6 @@ def decide_champion(
     return ChampionDecision(promoted, metric, new_value, previous_version, previous_value)
 
 
-def resolve_tracking_uri(configured: str | None) -> str:
-    """params, then MLFLOW_TRACKING_URI, then sqlite `mlflow.db` in the working directory."""
-    if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def file_md5(path: Path) -> str:
-    """MD5 of a file, the hash DVC records for it in dvc.lock."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def git_commit() -> str:
     try:
         out = subprocess.run(
@@ -99,7 +87,7 @@ def _flatten(prefix: str, value, out: dict[str, str]) -> None:
 
 def log_training_run(
     *,
-    params: dict,
+    config: Config,
     metrics: dict[str, float],
     models_dir: Path,
     features_path: Path,
@@ -114,8 +102,6 @@ def log_training_run(
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    from pipeline.stages.train import load_model
-
     model = load_model(models_dir)
     table = pd.read_parquet(features_path)
     example = table.head(200)[model.feature_names].copy()
@@ -124,9 +110,9 @@ def log_training_run(
             example[column["name"]] = example[column["name"]].astype("object")
     probabilities = model.predict(example)
     flat: dict[str, str] = {}
+    settings = config.model_dump(mode="json", by_alias=True)
     for section in ("base", "features", "train", "evaluate"):
-        if section in params:
-            _flatten(section, params[section], flat)
+        _flatten(section, settings[section], flat)
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
@@ -143,12 +129,11 @@ def log_training_run(
         )
         from pipeline.modeling.pyfunc_model import ChurnModel
 
-        package_root = Path(__file__).resolve().parents[1]
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=ChurnModel(),
             artifacts={"model_dir": str(models_dir)},
-            code_paths=[str(package_root / "pipeline"), str(package_root / "features")],
+            code_paths=[str(Path(pipeline.__file__).parent), str(Path(features.__file__).parent)],
             signature=infer_signature(example, probabilities),
             input_example=example.head(5),
             pip_requirements=[
@@ -157,7 +142,7 @@ def log_training_run(
             ],
             registered_model_name=registered_model,
         )
-        mlflow.log_artifacts(str(models_dir), artifact_path="model_files")
+        mlflow.log_artifacts(str(models_dir), artifact_path=MLFLOW_MODEL_FILES)
         if plots_dir is not None and Path(plots_dir).is_dir():
             mlflow.log_artifacts(str(plots_dir), artifact_path="plots")
             for name, fig in _figures(Path(plots_dir)).items():
@@ -206,3 +191,36 @@ def _figures(plots_dir: Path) -> dict:
 
     frames = {p.stem: pd.read_csv(p) for p in sorted(plots_dir.glob("*.csv"))}
     return curve_figures(frames)
+
+
+def run_track(
+    config: Config,
+    *,
+    metrics_path: Path,
+    models_dir: Path,
+    features_path: Path,
+    plots_dir: Path | None,
+) -> dict:
+    """The track stage's edge: read the metrics, log the run, decide the champion."""
+    import json
+
+    cfg = config.mlflow
+    if not Path(metrics_path).is_file():
+        raise TrainingError(f"{metrics_path} not found: run `churn evaluate` first")
+    metrics = json.loads(Path(metrics_path).read_text())
+    if cfg.champion_metric not in metrics:
+        raise ConfigError(
+            f"mlflow.champion_metric {cfg.champion_metric!r} is not in {metrics_path}; "
+            f"choose one of {sorted(metrics)[:12]}..."
+        )
+    return log_training_run(
+        config=config,
+        metrics=metrics,
+        models_dir=models_dir,
+        features_path=features_path,
+        plots_dir=plots_dir,
+        tracking_uri=resolve_tracking_uri(cfg.tracking_uri),
+        experiment=cfg.experiment,
+        registered_model=cfg.registered_model,
+        champion_metric=cfg.champion_metric,
+    )

@@ -9,108 +9,26 @@ validation share no renewal outcome either.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
-from datetime import date
+from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
-import numpy as np
 import pandas as pd
 
-from features.registry import Feature
+from features.registry import Feature, build_registry
+from pipeline.core.config import Config
 from pipeline.core.errors import TrainingError
-from pipeline.stages.features import LABEL
+from pipeline.core.labels import LABEL, LabelRule, labelled, purge_overlap
+from pipeline.modeling.calibration import Calibrator, fit_calibrator, raw_scores
+from pipeline.modeling.design import design_matrix, feature_schema
+from pipeline.modeling.split import Split, out_of_time_split
+from pipeline.modeling.store import save_model
 
 log = logging.getLogger(__name__)
 
 MIN_ROWS = 200
 MIN_POSITIVES = 20
-
-
-@dataclass(frozen=True)
-class Split:
-    """Snapshot date ranges (inclusive) of the three periods."""
-
-    train_start: date
-    train_end: date
-    valid_start: date
-    valid_end: date
-    test_start: date
-    test_end: date
-
-    def assign(self, snapshot_dates: pd.Series) -> pd.Series:
-        """'train', 'valid', 'test' or missing (in a gap) per snapshot date."""
-        d = pd.to_datetime(snapshot_dates)
-        out = pd.Series(pd.NA, index=snapshot_dates.index, dtype="string")
-        for name in ("train", "valid", "test"):
-            lo = pd.Timestamp(getattr(self, f"{name}_start"))
-            hi = pd.Timestamp(getattr(self, f"{name}_end"))
-            out[(d >= lo) & (d <= hi)] = name
-        return out
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
-
-
-def out_of_time_split(
-    labelled_dates: pd.Series, *, valid_months: int, test_months: int, gap_days: int
-) -> Split:
-    """Periods from the labelled snapshot dates: test = the last `test_months`, validation =
-    the `valid_months` ending `gap_days` before the test starts, train = everything before.
-
-    The gap between the last training (and validation) snapshot and the first test snapshot is
-    at least `gap_days`, the label horizon: no label window is shared with the test period.
-    """
-    dates = pd.to_datetime(pd.Series(labelled_dates).dropna().unique()).sort_values()
-    if len(dates) == 0:
-        raise TrainingError("no labelled snapshots: nothing to train on")
-    last = dates[-1]
-    test_start = last - pd.DateOffset(months=test_months) + pd.Timedelta(days=1)
-    valid_end = test_start - pd.Timedelta(days=gap_days)
-    valid_start = valid_end - pd.DateOffset(months=valid_months) + pd.Timedelta(days=1)
-    train_dates = dates[dates < valid_start]
-    if len(train_dates) == 0:
-        raise TrainingError(
-            f"labelled snapshots span {dates[0].date()} to {last.date()}: too short for "
-            f"{test_months} test months, a {gap_days}-day gap and {valid_months} validation "
-            "months; lower train.test_months/valid_months or use more history"
-        )
-    return Split(
-        train_start=train_dates[0].date(),
-        train_end=train_dates[-1].date(),
-        valid_start=valid_start.date(),
-        valid_end=valid_end.date(),
-        test_start=test_start.date(),
-        test_end=last.date(),
-    )
-
-
-def feature_schema(table: pd.DataFrame, features: list[Feature]) -> dict:
-    """Names, types, order and category levels: what scoring must match exactly."""
-    columns = []
-    for f in features:
-        entry: dict[str, object] = {"name": f.name, "dtype": f.dtype}
-        if f.dtype == "category":
-            entry["categories"] = sorted(table[f.name].dropna().astype(str).unique().tolist())
-        columns.append(entry)
-    return {"label": LABEL, "features": columns}
-
-
-def design_matrix(table: pd.DataFrame, schema: dict) -> pd.DataFrame:
-    """The model's input in schema order; categories fixed to the training levels."""
-    names = [c["name"] for c in schema["features"]]
-    missing = [n for n in names if n not in table.columns]
-    if missing:
-        raise TrainingError(f"features missing from the table: {missing}")
-    X = pd.DataFrame(index=table.index)
-    for col in schema["features"]:
-        values = table[col["name"]]
-        if col["dtype"] == "category":
-            X[col["name"]] = pd.Categorical(values.astype("object"), categories=col["categories"])
-        else:
-            X[col["name"]] = values.astype("float64")
-    return X
 
 
 def monotone_constraints(features: list[Feature], *, enabled: bool) -> list[int]:
@@ -177,55 +95,6 @@ def fit_lightgbm(
     return booster
 
 
-def raw_scores(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
-    """Uncalibrated log-odds of churn."""
-    return booster.predict(X, raw_score=True, num_iteration=booster.best_iteration)
-
-
-@dataclass(frozen=True)
-class Calibrator:
-    """Maps raw log-odds to calibrated probabilities; stored as JSON next to the model."""
-
-    method: str
-    x: tuple[float, ...]
-    y: tuple[float, ...]
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.asarray(raw, dtype=float)
-        if self.method == "platt":
-            a, b = self.x
-            return 1.0 / (1.0 + np.exp(-(a * raw + b)))
-        return np.interp(raw, self.x, self.y)
-
-    def to_json(self) -> str:
-        return json.dumps({"method": self.method, "x": self.x, "y": self.y}, indent=1) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Calibrator:
-        data = json.loads(text)
-        return cls(data["method"], tuple(data["x"]), tuple(data["y"]))
-
-
-def fit_calibrator(raw: np.ndarray, y: np.ndarray, *, method: str) -> Calibrator:
-    """Platt (the params default) or isotonic calibration fitted on the validation period."""
-    raw, y = np.asarray(raw, dtype=float), np.asarray(y, dtype=float)
-    if method == "platt":
-        from sklearn.linear_model import LogisticRegression
-
-        lr = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
-        return Calibrator("platt", (float(lr.coef_[0, 0]), float(lr.intercept_[0])), ())
-    if method != "isotonic":
-        raise TrainingError(f"train.calibration must be isotonic or platt, not {method!r}")
-    from sklearn.isotonic import IsotonicRegression
-
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-    return Calibrator(
-        "isotonic",
-        tuple(float(v) for v in iso.X_thresholds_),
-        tuple(float(v) for v in iso.y_thresholds_),
-    )
-
-
 @dataclass
 class TrainedModel:
     """Everything the train stage produces; written to models/ by `save_model`."""
@@ -235,25 +104,6 @@ class TrainedModel:
     schema: dict
     split: Split
     info: dict
-
-
-def labelled(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose outcome is known (censored rows are for scoring only)."""
-    return table[table[LABEL].notna()]
-
-
-def purge_overlap(train: pd.DataFrame, *, valid_start: date, grace_days: int) -> pd.DataFrame:
-    """Training rows whose renewal is decided before the validation period starts.
-
-    Monthly snapshots of one account share the outcome of its next renewal, so a training row
-    from December and a validation row from January can carry the very same label. Early
-    stopping and calibration then reward memorising those accounts, which inflates the number of
-    trees and skews the calibration. Dropping ("purging") the training rows whose renewal is
-    decided (renewal date + grace) on or after the first validation day leaves no renewal
-    outcome in both periods.
-    """
-    decided = pd.to_datetime(train["renewal_date"]) + pd.Timedelta(days=grace_days)
-    return train[decided < pd.Timestamp(valid_start)]
 
 
 def train_model(
@@ -266,7 +116,7 @@ def train_model(
     valid_months: int,
     test_months: int,
     gap_days: int,
-    grace_days: int,
+    rule: LabelRule,
     calibration: str,
     monotone: bool,
     seed: int,
@@ -283,9 +133,7 @@ def train_model(
     period = split.assign(known["snapshot_date"])
     parts = {name: known[period == name] for name in ("train", "valid", "test")}
     before = len(parts["train"])
-    parts["train"] = purge_overlap(
-        parts["train"], valid_start=split.valid_start, grace_days=grace_days
-    )
+    parts["train"] = purge_overlap(parts["train"], valid_start=split.valid_start, rule=rule)
     for name, part in parts.items():
         check_trainable(part[LABEL], name=name)
     schema = feature_schema(parts["train"], features)
@@ -311,7 +159,7 @@ def train_model(
         "split": split.as_dict(),
         "rows": {name: len(part) for name, part in parts.items()},
         "purged_train_rows": before - len(parts["train"]),
-        "purge_grace_days": grace_days,
+        "purge_grace_days": rule.grace_days,
         "churned": {name: int((part[LABEL] == 1).sum()) for name, part in parts.items()},
         "best_iteration": int(booster.best_iteration),
         "calibration": calibration,
@@ -319,92 +167,25 @@ def train_model(
     return TrainedModel(booster, calibrator, schema, split, info)
 
 
-def predict_proba(
-    model_booster: lgb.Booster, calibrator: Calibrator, X: pd.DataFrame
-) -> np.ndarray:
-    """Calibrated churn probabilities."""
-    return calibrator(raw_scores(model_booster, X))
-
-
-MODEL_FILE = "model.txt"
-CALIBRATOR_FILE = "calibrator.json"
-SCHEMA_FILE = "feature_schema.json"
-INFO_FILE = "training_info.json"
-
-
-def save_model(model: TrainedModel, models_dir) -> None:
-    """Write model, calibrator, feature schema and training info into `models_dir` atomically."""
-    from pathlib import Path
-
-    from pipeline.core.atomic import atomic_path
-
-    with atomic_path(Path(models_dir)) as tmp:
-        tmp.mkdir(parents=True)
-        model.booster.save_model(str(tmp / MODEL_FILE), num_iteration=model.booster.best_iteration)
-        (tmp / CALIBRATOR_FILE).write_text(model.calibrator.to_json())
-        (tmp / SCHEMA_FILE).write_text(json.dumps(model.schema, indent=1) + "\n")
-        (tmp / INFO_FILE).write_text(json.dumps(model.info, indent=1, sort_keys=True) + "\n")
-
-
-@dataclass
-class LoadedModel:
-    """A model read back from models/: enough to score and explain."""
-
-    booster: lgb.Booster
-    calibrator: Calibrator
-    schema: dict
-    info: dict
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [c["name"] for c in self.schema["features"]]
-
-    def predict(self, table: pd.DataFrame) -> np.ndarray:
-        """Calibrated churn probabilities for rows of a feature table."""
-        return self.calibrator(
-            self.booster.predict(design_matrix(table, self.schema), raw_score=True)
-        )
-
-
-def load_model(models_dir) -> LoadedModel:
-    from pathlib import Path
-
-    models_dir = Path(models_dir)
-    if not (models_dir / MODEL_FILE).is_file():
-        raise TrainingError(f"no model in {models_dir}: run `churn train` (or `dvc repro`) first")
-    return LoadedModel(
-        booster=lgb.Booster(model_file=str(models_dir / MODEL_FILE)),
-        calibrator=Calibrator.from_json((models_dir / CALIBRATOR_FILE).read_text()),
-        schema=json.loads((models_dir / SCHEMA_FILE).read_text()),
-        info=json.loads((models_dir / INFO_FILE).read_text()),
-    )
-
-
-def run_train(params: dict, features_path, models_dir) -> TrainedModel:
-    """The train stage's edge: params and the feature table in, models/ out."""
-    from pathlib import Path
-
-    from features.registry import build_registry
-    from pipeline.core.config import section
-
-    cfg = section(params, "train")
-    feat_cfg = section(params, "features")
+def run_train(config: Config, features_path: Path, models_dir: Path) -> TrainedModel:
+    """The train stage's edge: the feature table in, the model directory out."""
+    cfg = config.train
     table = pd.read_parquet(Path(features_path))
-    registry = build_registry(feat_cfg["windows"])
+    registry = build_registry(config.features.windows)
     features = [f for f in registry if f.name in table.columns]
     model = train_model(
         table,
         features,
-        lgb_params=dict(cfg.get("lightgbm") or {}),
-        num_boost_round=int(cfg["num_boost_round"]),
-        early_stopping_rounds=int(cfg["early_stopping_rounds"]),
-        valid_months=int(cfg["valid_months"]),
-        test_months=int(cfg["test_months"]),
-        gap_days=int(feat_cfg["label_horizon_days"]),
-        grace_days=int(section(params, "base")["renewal_grace_days"]),
-        calibration=str(cfg.get("calibration", "platt")),
-        monotone=bool(cfg.get("monotone_constraints", True)),
-        seed=int(section(params, "base")["seed"]),
+        lgb_params=cfg.lightgbm.as_params(),
+        num_boost_round=cfg.num_boost_round,
+        early_stopping_rounds=cfg.early_stopping_rounds,
+        valid_months=cfg.valid_months,
+        test_months=cfg.test_months,
+        gap_days=config.features.label_horizon_days,
+        rule=config.label_rule,
+        calibration=cfg.calibration,
+        monotone=cfg.monotone_constraints,
+        seed=config.base.seed,
     )
     save_model(model, models_dir)
     return model

@@ -1,0 +1,178 @@
+"""What a feature family is made of: settings, SQL views (statements) and features.
+
+A family (in the spirit of a Feast feature view) owns the optional input tables it reads, the
+SQL views that aggregate them per account and snapshot, and its features, each declared once
+with its metadata and its output expression over those views. `features.registry` lists the
+families in order; `features.definitions` assembles their views into the feature table.
+
+Point in time: a snapshot at date t is the instant t 00:00 UTC. A feature at t reads only rows
+stamped strictly before t (`< snap_epoch`, or `< snap_day` for day-grain data). Windows are
+half-open: the last w days are [t - w days, t). The label looks only after t.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Literal
+
+from pipeline.core.labels import LabelRule
+
+Direction = Literal["higher_is_riskier", "lower_is_riskier", "neither"]
+Dtype = Literal["float", "int", "bool", "category"]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One named SQL view (DuckDB dialect)."""
+
+    name: str
+    sql: str
+    _: KW_ONLY
+    materialize: bool = False
+    # Independent of the snapshot dates: built once even when snapshots run in batches.
+    static: bool = False
+    # The final SELECT joins the view under this alias, so feature expressions can read
+    # `alias.column`; None for views that only other views read.
+    alias: str | None = None
+    # The join condition for views that are not one row per account and snapshot.
+    join_on: str | None = None
+
+    def join_clause(self) -> str:
+        """The LEFT JOIN that attaches this view to the snapshot rows (alias `s`)."""
+        assert self.alias is not None, f"view {self.name} is not joined into the feature table"
+        on = self.join_on or (
+            f"{self.alias}.account_id = s.account_id AND {self.alias}.snapshot_date = s.snapshot_date"
+        )
+        return f"LEFT JOIN {self.name} AS {self.alias} ON {on}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeclarationSettings:
+    """The settings that decide which features exist, their names, descriptions and expressions.
+
+    The defaults are the values the trained model's features were named after
+    (`seats_activated_30d`, `in_first_90_days`, ...); params.yaml's `features` section sets them.
+    """
+
+    windows: tuple[int, ...]
+    # An account's first days as a customer: the onboarding family's cutoff.
+    onboarding_days: int = 90
+    # Checkpoints for the share of seats activated within the first N days.
+    activation_days: tuple[int, ...] = (30, 60, 90)
+    # Stickiness: daily over monthly active users over this many days.
+    stickiness_days: int = 30
+    # "QBR held recently": a QBR within this many days.
+    qbr_window_days: int = 90
+    # NPS answers at or below this score are detractors.
+    detractor_max_score: int = 6
+
+    @property
+    def max_window(self) -> int:
+        return max(self.windows)
+
+    @property
+    def lookback_days(self) -> int:
+        """The history every snapshot reads: the longest window and the one before it (trends)."""
+        return 2 * self.max_window
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSettings(DeclarationSettings):
+    """All knobs of the feature definitions, unpacked from params.yaml at the edge."""
+
+    advanced_modules: tuple[str, ...]
+    priority_weights: dict[str, float]
+    label_horizon_days: int
+    renewal_grace_days: int
+    # The data's as-of date (day number): labels not decided by then are censored.
+    as_of_day: int
+
+    @property
+    def label_rule(self) -> LabelRule:
+        """The one rule for when a renewal's outcome is decided (shared with purge, backtest)."""
+        return LabelRule(horizon_days=self.label_horizon_days, grace_days=self.renewal_grace_days)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feature:
+    """One model feature: what a person needs to read it, and its SQL.
+
+    `direction` is the risk direction: for `higher_is_riskier`, a larger value means more churn
+    risk. `monotone` marks the directions that are business facts (more SLA breaches never
+    means less risk), which training may enforce as monotone constraints. `actionable` is False
+    for what a CSM cannot change (segment, tenure); lists show those drivers apart. `tables`
+    lists the optional input tables the feature needs (empty: always available). `sql` is the
+    output expression over the snapshot row `s` and the family views' aliases.
+    """
+
+    name: str
+    family: str
+    description: str
+    unit: str
+    dtype: Dtype
+    direction: Direction
+    actionable: bool
+    play: str
+    monotone: bool = False
+    tables: tuple[str, ...] = ()
+    window_days: int | None = None
+    sql: str = field(repr=False)
+
+    def describe(self, value: object) -> str:
+        """The feature and a value in plain words, e.g. '4 SLA breaches in the last 90 days'."""
+        return f"{self.description}: {_format(value, self.unit)}"
+
+
+def _format(value: object, unit: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "none recorded"
+    if unit == "share" and isinstance(value, (int, float)):
+        return f"{value:.0%}"
+    if isinstance(value, float):
+        return f"{value:,.1f} {unit}".strip()
+    return f"{value} {unit}".strip()
+
+
+def _no_features(settings: DeclarationSettings) -> list[Feature]:
+    return []
+
+
+def _no_window_features(window: int, settings: DeclarationSettings) -> list[Feature]:
+    return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureFamily:
+    """A feature group: its optional input tables, its views and its features.
+
+    `per_window(w, settings)` declares the windowed features once, for one window; `fixed`
+    declares the rest. `views(settings, tables)` builds the family's SQL views, seeing only the
+    declared `tables` that are present, so a view cannot come to depend on a table the family
+    does not declare (and that `available` therefore would not check).
+    """
+
+    name: str
+    title: str
+    tables: tuple[str, ...] = ()
+    views: Callable[[FeatureSettings, frozenset[str]], list[Statement]]
+    per_window: Callable[[int, DeclarationSettings], list[Feature]] = _no_window_features
+    fixed: Callable[[DeclarationSettings], list[Feature]] = _no_features
+
+    def features(self, settings: DeclarationSettings) -> list[Feature]:
+        """Every feature, windowed ones window by window, in declaration order."""
+        declared = []
+        for w in settings.windows:
+            windowed = self.per_window(w, settings)
+            assert all(f.window_days == w for f in windowed), f"{self.name}: window_days != {w}"
+            declared += windowed
+        declared += self.fixed(settings)
+        for f in declared:
+            assert f.family == self.name, f"{f.name} is declared in {self.name}, not {f.family}"
+            undeclared = set(f.tables) - set(self.tables)
+            assert not undeclared, f"{f.name} needs {undeclared}, not among {self.name}'s tables"
+        return declared
+
+    def statements(self, settings: FeatureSettings, tables_present: set[str]) -> list[Statement]:
+        """The family's views for the optional tables present."""
+        return self.views(settings, frozenset(tables_present) & frozenset(self.tables))

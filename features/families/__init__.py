@@ -1,0 +1,1 @@
+"""One module per feature family; each defines `FAMILY`, registered in `features.registry`."""
