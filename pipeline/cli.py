@@ -128,9 +128,9 @@ def check(
     Parses every setting (unknown keys, types, ranges), opens the source, and checks that the
     required tables and their required columns are there, reading only a few rows per table.
     """
+    config = _config(params_path)
     from pipeline.data.check import check_source
 
-    config = _config(params_path)
     try:
         findings = check_source(config, source=source)
     except ChurnError as err:
@@ -167,9 +167,9 @@ def simulate(
     When params name your own data as ingest.source, the demo is not generated (unless
     --force), so `dvc repro` never mixes demo rows into a real run.
     """
+    config = _config(params_path)
     from pipeline.stages.simulate import run_simulate
 
-    config = _config(params_path)
     try:
         counts = run_simulate(
             config,
@@ -251,9 +251,9 @@ def features(
     ] = None,
 ) -> None:
     """Build point-in-time features and churn labels for every account and snapshot date."""
+    config = _config(params_path)
     from pipeline.stages.features import run_features
 
-    config = _config(params_path)
     try:
         if engine is not None and engine not in ("duckdb", "spark"):
             raise ConfigError(f"--engine must be duckdb or spark, not {engine!r}")
@@ -287,9 +287,9 @@ def train(
     ] = LAYOUT.models,
 ) -> None:
     """Train the LightGBM churn model out of time and calibrate it."""
+    config = _config(params_path)
     from pipeline.stages.train import run_train
 
-    config = _config(params_path)
     try:
         model = run_train(config, features_path, models)
     except ChurnError as err:
@@ -318,9 +318,9 @@ def evaluate(
     ] = LAYOUT.plots,
 ) -> None:
     """Score the test period; compare with the health score, logistic regression and oracle."""
+    config = _config(params_path)
     from pipeline.stages.evaluate import run_evaluate
 
-    config = _config(params_path)
     try:
         result = run_evaluate(config, features_path, models, interim, metrics, plots, truth)
     except ChurnError as err:
@@ -351,10 +351,10 @@ def track(
     ] = LAYOUT.mlflow_run,
 ) -> None:
     """Log the training run to MLflow; register the model; promote it if it beats the champion."""
+    config = _config(params_path)
     from pipeline.core.atomic import write_json
     from pipeline.stages.track import run_track
 
-    config = _config(params_path)
     try:
         result = run_track(
             config,
@@ -382,9 +382,9 @@ def backtest(
     ] = LAYOUT.backtest_weekly,
 ) -> None:
     """Replay each CSM's weekly top-k list over the test period: precision, lead time, stability."""
+    config = _config(params_path)
     from pipeline.stages.backtest import run_backtest
 
-    config = _config(params_path)
     try:
         result = run_backtest(config, interim, models, metrics, weekly)
     except ChurnError as err:
@@ -427,9 +427,9 @@ def report(
 
     Reads the lists, metrics and backtest the earlier stages wrote; computes no score again.
     """
+    config = _config(params_path)
     from pipeline.stages.report import run_report
 
-    config = _config(params_path)
     try:
         context = run_report(
             config,
@@ -511,9 +511,9 @@ def score(
 @app.command()
 def registry(params_path: ParamsOption = DEFAULT_PARAMS) -> None:
     """Print the feature registry (every feature, its meaning and play) as Markdown."""
+    config = _config(params_path)
     from features.registry import build_registry, registry_markdown
 
-    config = _config(params_path)
     typer.echo(registry_markdown(build_registry(config.features.windows)), nl=False)
 
 
@@ -563,9 +563,9 @@ def deliver(
     variables it names. Exit code 1 when some CSM's delivery failed (the others still go out;
     a rerun sends only what is missing), 2 on a settings or manifest error (nothing sent).
     """
+    config = _config(params_path)
     from pipeline.stages.deliver import run_deliver
 
-    config = _config(params_path)
     if outbox is not None and not dry_run:
         _fail(ConfigError("--outbox applies only with --dry-run"))
     try:
@@ -637,9 +637,9 @@ def weekly(
     the same week rescores and sends only what did not go out (or changed). Exit codes as for
     `churn deliver`.
     """
+    config = _config(params_path)
     from pipeline.stages.deliver import run_deliver
 
-    config = _config(params_path)
     try:
         if as_of is not None:
             config = config.with_as_of(parse_day(as_of))

@@ -8,6 +8,8 @@ import base64
 import json
 import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,13 +21,13 @@ from typer.testing import CliRunner
 
 from features.registry import build_registry
 from pipeline.cli import app
-from pipeline.core.errors import ConfigError
+from pipeline.core.config import ConfigError, ReportSection, parse_config
+from pipeline.lists.manifest import manifest_bytes, parse_manifest
 from pipeline.stages.report import (
     COHORT_FIRST_90,
     ListOutputs,
     ReportError,
     ReportInputs,
-    ReportSettings,
     build_report,
     check_lists,
     driver_importance,
@@ -34,8 +36,8 @@ from pipeline.stages.report import (
     known_limits,
     largest_at_risk,
     lower_first,
+    read_lists,
     render_html,
-    report_settings,
     risk_by,
     swarm_offsets,
     trust_metrics,
@@ -111,17 +113,31 @@ def tiny_lists(n: int = 24, *, weeks: int = 3, seed: int = 0) -> ListOutputs:
             "mean_probability": 0.2,
         }
     )
-    manifest = {
-        "as_of": "2026-11-16",
-        "model_version": "3",
-        "model_source": "models:/churn-model@champion",
-        "data_version": "abc.dir",
-        "rank_by": "expected_arr_at_risk",
-        "capacity_per_csm": 2,
-        "base_value": -1.5,
-        "warnings": [{"kind": "drift", "message": "segment <b>shifted</b>"}],
-        "csms": [],
-    }
+    manifest = parse_manifest(
+        {
+            "as_of": "2026-11-16",
+            "model_version": "3",
+            "model_source": "models:/churn-model@champion",
+            "data_version": "abc.dir",
+            "rank_by": "expected_arr_at_risk",
+            "capacity_per_csm": 2,
+            "base_value": -1.5,
+            "warnings": [{"kind": "drift", "message": "segment <b>shifted</b>"}],
+            "csms": [],
+            "n_accounts": n,
+            "n_listed": 4,
+            "n_unassigned": 0,
+            "arr_total": float(arr.sum()),
+            "expected_arr_at_risk": float(accounts["expected_arr_at_risk"].sum()),
+            "risk_bands": {"high": 0.3, "medium": 0.15},
+            "risk_band_counts": {"high": int((probability > 0.3).sum()), "medium": 0, "low": 0},
+            "previous_week": "2026-11-09",
+            "trend_weeks": weeks,
+            "shap_method": "tree_path_dependent",
+            "additivity_max_error": 0.0,
+            "drift_checked": False,
+        }
+    )
     return ListOutputs(manifest, accounts, shap, features, trend)
 
 
@@ -161,8 +177,8 @@ def tiny_inputs(lists: ListOutputs | None = None, **changes) -> ReportInputs:
     return ReportInputs(**values)
 
 
-def small_settings() -> ReportSettings:
-    return ReportSettings(top_features=4, dependence_plots=2, largest_accounts=3)
+def small_settings() -> ReportSection:
+    return ReportSection(top_features=4, dependence_plots=2, largest_accounts=3)
 
 
 # --- core ------------------------------------------------------------------------------------
@@ -270,13 +286,64 @@ def test_check_lists_names_what_does_not_fit(change, message):
         check_lists(change(tiny_lists()))
 
 
+def write_lists(lists: ListOutputs, lists_dir: Path) -> Path:
+    """The tiny lists in the score stage's file layout (what `read_lists` reads)."""
+    lists_dir.mkdir(parents=True)
+    (lists_dir / "manifest.json").write_bytes(manifest_bytes(lists.manifest))
+    lists.accounts.to_parquet(lists_dir / "accounts.parquet")
+    lists.shap.reset_index().to_parquet(lists_dir / "shap.parquet")
+    lists.features.reset_index().to_parquet(lists_dir / "features.parquet")
+    lists.trend.to_csv(lists_dir / "trend.csv", index=False)
+    return lists_dir
+
+
+def test_read_lists_reads_the_typed_manifest_and_the_frames(tmp_path):
+    lists = tiny_lists()
+    read = read_lists(write_lists(lists, tmp_path / "lists"))
+    assert read.manifest == lists.manifest
+    assert str(read.manifest.as_of) == "2026-11-16" and read.manifest.capacity_per_csm == 2
+    pd.testing.assert_frame_equal(read.shap, lists.shap)
+    assert list(read.accounts["account_id"]) == list(lists.accounts["account_id"])
+    check_lists(read)
+
+
+def test_read_lists_names_what_is_missing_or_malformed(tmp_path):
+    with pytest.raises(ReportError, match="run `churn score`"):
+        read_lists(tmp_path / "absent")
+    lists_dir = write_lists(tiny_lists(), tmp_path / "lists")
+    (lists_dir / "trend.csv").unlink()
+    with pytest.raises(ReportError, match=re.escape("lacks ['trend.csv']")):
+        read_lists(lists_dir)
+    lists_dir = write_lists(tiny_lists(), tmp_path / "bad_manifest")
+    payload = json.loads((lists_dir / "manifest.json").read_text())
+    del payload["model_version"]
+    (lists_dir / "manifest.json").write_text(json.dumps(payload))
+    with pytest.raises(ReportError, match="model_version"):
+        read_lists(lists_dir)
+    (lists_dir / "manifest.json").write_text("{not json")
+    with pytest.raises(ReportError, match="not valid JSON"):
+        read_lists(lists_dir)
+
+
+def test_importing_the_report_leaves_the_matplotlib_backend_alone():
+    """No pyplot, no `matplotlib.use`: a notebook that imports the report keeps inline charts."""
+    code = (
+        "import sys, matplotlib; import pipeline.stages.report, pipeline.modeling.plots; "
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
+        "assert matplotlib.rcParams._get_backend_or_none() is None, 'backend chosen'"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_trust_needs_roc_auc_and_limits_say_when_the_model_loses():
     with pytest.raises(ReportError, match="roc_auc"):
         trust_metrics({"pr_auc": 0.3}, {})
     limits = known_limits(
         metrics={"roc_auc": 0.6, "health_score_roc_auc": 0.7, "segment_smb_rows": 12.0},
         feature_summary={"families_unavailable": ["training"]},
-        manifest={"warnings": [{"kind": "stale_table", "message": "usage is 9 days old"}]},
+        warnings=[{"kind": "stale_table", "message": "usage is 9 days old"}],
         training_info={},
     )
     text = " ".join(limits)
@@ -287,11 +354,23 @@ def test_trust_needs_roc_auc_and_limits_say_when_the_model_loses():
 
 
 @pytest.mark.parametrize(
-    "cfg", [{"top_features": 0}, {"dependence_plots": "4"}, {"unknown": 1}, {"top_features": True}]
+    ("cfg", "key"),
+    [
+        ({"top_features": 0}, "report.top_features"),
+        ({"dependence_plots": "4"}, "report.dependence_plots"),
+        ({"unknown": 1}, "report.unknown: unknown key"),
+        ({"top_features": True}, "report.top_features"),
+    ],
 )
-def test_report_settings_reject_bad_values(cfg):
-    with pytest.raises(ConfigError, match="report"):
-        report_settings(cfg)
+def test_report_settings_reject_bad_values(cfg, key):
+    raw = {"base": {"as_of_date": "2026-11-16"}, "report": cfg}
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        parse_config(raw)
+
+
+def test_report_settings_default_and_accept_whole_numbers():
+    config = parse_config({"base": {"as_of_date": "2026-11-16"}, "report": {"top_features": 3}})
+    assert config.report == ReportSection(top_features=3, dependence_plots=4, largest_accounts=10)
 
 
 class _Page(HTMLParser):

@@ -1,13 +1,14 @@
-"""Figures of the evaluation curves. Functions return figures; saving is the caller's job."""
+"""Figures of the evaluation curves. Functions return figures; saving is the caller's job.
+
+Built with `matplotlib.figure.Figure` rather than pyplot: no backend is chosen at import and
+no figure is kept by a figure manager, so the module works headless (CI, DVC, MLflow's
+`log_figure`) and leaves a notebook's inline charts alone.
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and in CI
-
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 _SPECS = {
     "roc": ("fpr", "tpr", "False positive rate", "True positive rate", "ROC curve"),
@@ -29,14 +30,19 @@ _SPECS = {
 }
 
 
-def curve_figures(frames: dict[str, pd.DataFrame]) -> dict[str, plt.Figure]:
-    """One small figure per known curve frame (roc, precision_recall, calibration, lift)."""
+def curve_figures(frames: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+    """One small figure per known curve frame (roc, precision_recall, calibration, lift).
+
+    Frames with another name are skipped, so a caller can pass every CSV of the plots
+    directory. The diagonal is the random-ranking reference where one exists.
+    """
     figures = {}
     for name, frame in frames.items():
         if name not in _SPECS:
             continue
         x, y, xlabel, ylabel, title = _SPECS[name]
-        fig, ax = plt.subplots(figsize=(4.5, 4), dpi=100)
+        fig = Figure(figsize=(4.5, 4), dpi=100)
+        ax = fig.subplots()
         ax.plot(frame[x], frame[y], marker="o" if name == "calibration" else None, lw=1.5)
         if name in ("roc", "calibration", "lift"):
             ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)

@@ -1,0 +1,226 @@
+"""The template's context: the report's numbers, words and figures put together.
+
+`build_report` is the report's core: it takes the inputs already read from disk and the
+`report` settings, and returns a `ReportContext` of plain values, frames as row lists and
+figures as PNG data URIs. It reads no file and writes none, so a test can build a page from
+tiny in-memory frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline.core.config import ReportSection
+from pipeline.modeling.plots import curve_figures
+from pipeline.stages.report.analysis import (
+    COHORT_FIRST_90,
+    csm_risk,
+    driver_importance,
+    effect_direction,
+    family_importance,
+    largest_at_risk,
+    portfolio_figures,
+    registry_map,
+    risk_by,
+    trend_table,
+    trust_metrics,
+    with_cohort,
+)
+from pipeline.stages.report.figures import (
+    beeswarm_figure,
+    dependence_figure,
+    family_figure,
+    figure_style,
+    importance_figure,
+    segment_risk_figure,
+    trend_figure,
+)
+from pipeline.stages.report.inputs import ReportInputs, check_lists
+from pipeline.stages.report.page import figure_data_uri
+from pipeline.stages.report.words import Metric, dependence_sentence, model_card, trust_summary
+
+# The portfolio cards: key of portfolio_figures, label, how the value is written.
+PORTFOLIO_CARDS = {
+    "accounts": ("Accounts scored", "count"),
+    "arr_total": ("ARR scored", "money"),
+    "expected_arr_at_risk": ("Expected ARR at risk", "money"),
+    "arr_at_risk_share": ("Share of ARR at risk", "share"),
+    "accounts_on_lists": ("Accounts on CSM lists", "count"),
+    "high_risk_accounts": ("High-risk accounts", "count"),
+}
+CURVE_CAPTIONS = {
+    "calibration": "Each point is a group of test accounts with similar predicted "
+    "probability: on the diagonal, a predicted 30% means 30% of them churned.",
+    "lift": "How many of the churners a CSM team reaches by working down the model's "
+    "ranking: the further above the diagonal, the fewer calls it takes.",
+}
+CURVE_TITLES = {"calibration": "Calibration", "lift": "Cumulative gains (lift)"}
+
+
+@dataclass(frozen=True)
+class EmbeddedFigure:
+    """An image embedded in the page and the one sentence that says what it shows."""
+
+    key: str
+    title: str
+    caption: str
+    uri: str
+    alt: str = ""
+
+
+@dataclass
+class ReportContext:
+    """The template's input: plain values, frames as row lists, figures as data URIs."""
+
+    as_of: str
+    portfolio: list[Metric]
+    warnings: list[dict]
+    drivers: dict
+    risk: dict
+    trust: dict
+    trend: dict
+    card: dict
+    figures: dict[str, EmbeddedFigure] = field(default_factory=dict)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts for the template, with every kind of missing value as None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def _embed(key: str, title: str, caption: str, fig: Figure) -> EmbeddedFigure:
+    return EmbeddedFigure(key, title, caption, figure_data_uri(fig))
+
+
+def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext:
+    """Everything the page shows, from the inputs (figures already rendered to PNG)."""
+    lists = inputs.lists
+    check_lists(lists)
+    registry = registry_map(inputs.registry)
+    accounts = with_cohort(lists.accounts)
+    shap = lists.shap
+    features = lists.features.reindex(shap.index)
+    manifest = lists.manifest
+
+    portfolio_values = portfolio_figures(accounts)
+    portfolio = [
+        Metric(key, label, portfolio_values[key], "lists", kind)
+        for key, (label, kind) in PORTFOLIO_CARDS.items()
+    ]
+
+    importance = driver_importance(shap, inputs.registry)
+    families = family_importance(shap, inputs.registry)
+    by_segment = risk_by(accounts, "segment")
+    by_cohort = risk_by(accounts, "tenure_cohort")
+    trend = trend_table(lists.trend)
+    figures: dict[str, EmbeddedFigure] = {}
+    with figure_style():  # around drawing too: tick labels are made when a figure is saved
+        figures["families"] = _embed(
+            "families",
+            "Drivers by family",
+            "Each bar is a family of related signals (usage, support, ...); its length is how "
+            "much that family moves a typical account's predicted churn risk, in either "
+            "direction.",
+            family_figure(families),
+        )
+        figures["importance"] = _embed(
+            "importance",
+            "Top drivers",
+            "Each bar is one signal; its length is how much it moves a typical account's "
+            "predicted churn risk, in either direction, and its colour is its family.",
+            importance_figure(importance, top=settings.top_features),
+        )
+        figures["beeswarm"] = _embed(
+            "beeswarm",
+            "How the drivers act on each account",
+            "Each dot is one account: dots right of the line had their risk raised by that "
+            "signal, dots left had it lowered, and red dots have a high value of the signal, "
+            "blue a low one.",
+            beeswarm_figure(shap, features, importance, top=settings.top_features),
+        )
+        dependence = []
+        for name in importance["feature"].head(settings.dependence_plots):
+            feature = registry.get(name)
+            label = feature.description if feature else name
+            direction = effect_direction(features[name], shap[name])
+            dependence.append(
+                _embed(
+                    f"dependence_{name}",
+                    label,
+                    dependence_sentence(feature, name, direction),
+                    dependence_figure(features[name], shap[name], label=label),
+                )
+            )
+        figures["segment_risk"] = _embed(
+            "segment_risk",
+            "Expected ARR at risk by segment and tenure",
+            "Each bar is the sum over a group's accounts of churn probability times ARR, the "
+            "revenue the group is expected to lose at its coming renewals.",
+            segment_risk_figure(by_segment, by_cohort),
+        )
+        curves = {k: v for k, v in inputs.curves.items() if k in CURVE_CAPTIONS}
+        for name, fig in curve_figures(curves).items():
+            figures[name] = _embed(name, CURVE_TITLES[name], CURVE_CAPTIONS[name], fig)
+        if len(trend) >= 2:
+            figures["trend"] = _embed(
+                "trend",
+                "ARR at risk over time",
+                "Each point is one scored week: the expected ARR at risk across all accounts "
+                "active that week, all weeks scored with the same model.",
+                trend_figure(trend),
+            )
+
+    top_accounts = largest_at_risk(accounts, settings.largest_accounts)
+    first_90 = by_cohort[by_cohort["tenure_cohort"] == COHORT_FIRST_90]
+    latest = trend.iloc[-1] if len(trend) else None
+    previous = trend.iloc[-2] if len(trend) >= 2 else None
+    return ReportContext(
+        as_of=str(manifest.as_of),
+        portfolio=portfolio,
+        warnings=list(manifest.warnings),
+        drivers={
+            "features": _records(importance.head(settings.top_features)),
+            "families": _records(families),
+            "dependence": dependence,
+            "signals": int(shap.shape[1]),
+            "top_actionable": _records(importance[importance["actionable"]].head(3)),
+        },
+        risk={
+            "segment": _records(by_segment),
+            "region": _records(risk_by(accounts, "region")),
+            "cohort": _records(by_cohort),
+            "csm": _records(csm_risk(accounts)),
+            "largest": _records(top_accounts),
+            "first_90_share": (
+                float(first_90["expected_arr_at_risk"].sum())
+                / portfolio_values["expected_arr_at_risk"]
+                if portfolio_values["expected_arr_at_risk"] > 0
+                else math.nan
+            ),
+            "capacity_per_csm": manifest.capacity_per_csm,
+            "rank_by": manifest.rank_by,
+        },
+        trust={
+            **trust_metrics(inputs.metrics, inputs.backtest),
+            "summary": trust_summary(inputs.metrics),
+            "capacity_per_csm": inputs.capacity_per_csm,
+        },
+        trend={
+            "rows": _records(trend),
+            "latest": None if latest is None else latest.to_dict(),
+            "previous": None if previous is None else previous.to_dict(),
+        },
+        card=model_card(
+            training_info=inputs.training_info,
+            feature_summary=inputs.feature_summary,
+            manifest=manifest,
+            metrics=inputs.metrics,
+            label_horizon_days=inputs.label_horizon_days,
+            renewal_grace_days=inputs.renewal_grace_days,
+        ),
+        figures=figures,
+    )
