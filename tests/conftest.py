@@ -164,6 +164,9 @@ def feature_settings(as_of) -> FeatureSettings:  # noqa: F821 - imported lazily
     return settings_from_config(make_config(), day_number(as_of))
 
 
+ROOT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
 def default_params() -> dict:
     """The repository's params.yaml as a dict (tests override what they need)."""
     import yaml

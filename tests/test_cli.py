@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -32,14 +33,18 @@ def _params(tmp_path, source, **ingest) -> str:
 
 
 def test_help_lists_commands_and_every_command_has_help():
+    """Every registered command shows in the overview and has help on each of its options."""
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    commands = ["simulate", "ingest", "features", "registry", "contract"]
-    for command in commands:
-        assert command in result.output
-        sub = runner.invoke(app, [command, "--help"])
+    commands = get_command(app).commands
+    assert len(commands) >= 14
+    for name, command in commands.items():
+        assert name in result.output
+        sub = runner.invoke(app, [name, "--help"])
         assert sub.exit_code == 0, sub.output
-        assert "--params" in sub.output or command == "contract"
+        assert "--params" in sub.output or name == "contract"
+        for param in command.params:
+            assert getattr(param, "help", None), f"`churn {name}` option {param.name} has no help"
 
 
 def test_ingest_writes_tables_and_report(tmp_path, raw_tables):
@@ -100,3 +105,29 @@ def test_features_for_one_as_of_date(tmp_path, small_demo):
     assert late.exit_code == 2 and "after the data's as-of date" in late.output
     missing = runner.invoke(app, [*args[:4], str(tmp_path / "nowhere"), *args[5:]])
     assert missing.exit_code == 2 and "run `churn ingest` first" in missing.output
+
+
+def test_check_validates_params_and_the_source_without_ingesting(tmp_path, raw_tables):
+    params = _params(tmp_path, write_dir(raw_tables, tmp_path / "raw"))
+    result = runner.invoke(app, ["check", "--params", params])
+    assert result.exit_code == 0, result.output
+    assert "ready to ingest" in result.output
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.pop("contracts"), "required table contracts not found"),
+        (
+            lambda t: t.__setitem__("accounts", t["accounts"].drop(columns="segment")),
+            "table accounts lacks required columns ['segment']",
+        ),
+    ],
+)
+def test_check_names_what_the_source_lacks(tmp_path, raw_tables, change, message):
+    change(raw_tables)
+    params = _params(tmp_path, write_dir(raw_tables, tmp_path / "raw"))
+    result = runner.invoke(app, ["check", "--params", params])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())

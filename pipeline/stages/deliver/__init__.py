@@ -1,0 +1,24 @@
+"""Delivery stage: each CSM receives their own weekly list, and only theirs.
+
+The lists stage writes `reports/lists/<as-of>/manifest.json` with one entry per CSM naming that
+CSM's CSV and HTML files. Delivery turns each entry into one message on a channel (email today:
+HTML body, CSV attached, over SMTP, or `.eml` files for a dry run) and records every CSM's
+outcome in `reports/deliveries/<as-of>/delivery.json`.
+
+The modules, one job each:
+- `channel`: the interface a channel implements (`Channel`, `Transport`, `Message`).
+- `files`: reading one CSM's list files so they can only hold that CSM's accounts.
+- `headers`: header-injection guards (control characters, one strict address).
+- `settings`: the email sender and SMTP settings, checked before anything is sent.
+- `email`: the email channel: deterministic MIME messages, SMTP and outbox transports.
+- `log`: the delivery log, which also keeps a rerun from sending a list twice.
+- `registry`: channel names and how each is built from the `deliver` settings.
+- `run`: the run over every CSM, and `run_deliver`, the stage's entry point.
+"""
+
+from __future__ import annotations
+
+from pipeline.stages.deliver.log import CsmDelivery
+from pipeline.stages.deliver.run import DeliveryResult, run_deliver
+
+__all__ = ["CsmDelivery", "DeliveryResult", "run_deliver"]
