@@ -26,7 +26,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
@@ -40,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from features.registry import build_registry
-from pipeline.core.config import as_of_timestamp, load_params
+from pipeline.core.config import Config, load_config
 from pipeline.modeling.design import design_matrix
 from pipeline.modeling.explain import reason_codes, shap_values
 from pipeline.modeling.store import load_model
@@ -100,18 +99,17 @@ def synthesize(
     return weekly, accounts, csms
 
 
-def bench_feature_extraction(params: dict, interim: Path, as_of: date, weeks: list[date]):
+def bench_feature_extraction(config: Config, interim: Path, as_of: date, weeks: list[date]):
     """Wall time of build_features over the demo's validated tables: one date, and the weeks a
     scoring run needs."""
-    from features.definitions import settings_from_params
-    from pipeline.feature_engine.build import build_features, day_number, present_tables
+    from pipeline.feature_engine.build import build_features, feature_settings, read_present_tables
     from pipeline.feature_engine.engines import open_engine
 
-    tables = present_tables(json.loads((interim / "validation_report.json").read_text()))
-    settings = settings_from_params(params, day_number(as_of))
+    tables, _ = read_present_tables(interim)
+    settings = feature_settings(config, as_of=as_of)
     out = {}
     for label, dates in (("1 date", [as_of]), (f"{len(weeks)} weeks", weeks)):
-        engine = open_engine("duckdb", params["features"].get("duckdb") or {})
+        engine = open_engine("duckdb", config.features.duckdb.model_dump())
         start = time.perf_counter()
         result = build_features(engine, interim, tables, dates, settings)
         engine.close()
@@ -138,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    params = load_params(args.params)
-    settings = score_settings(params)
-    as_of = as_of_timestamp(params).date()
+    config = load_config(args.params)
+    settings = score_settings(config)
+    as_of = config.base.as_of_date
     weeks = weeks_to_score(as_of, settings.trend_weeks)
     model = load_model(args.models)
-    registry = {f.name: f for f in build_registry(params["features"]["windows"])}
+    registry = {f.name: f for f in build_registry(config.features.windows)}
     features = [registry[n] for n in model.feature_names]
     demo = pd.read_parquet(args.features)
     print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
@@ -262,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_features and (args.interim / "validation_report.json").is_file():
         print("\nfeature extraction (DuckDB) on the demo's validated tables:")
         for label, (seconds, n) in bench_feature_extraction(
-            params, args.interim, as_of, weeks
+            config, args.interim, as_of, weeks
         ).items():
             print(f"  {label:<10} {seconds:6.2f} s for {n:,} account-weeks")
         print("  (at scale: python -m bench.bench_features --target-events ...)")

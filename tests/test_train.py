@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,10 +138,49 @@ def test_more_breaches_or_less_training_never_lowers_risk(medium_demo, feature, 
     assert np.all((moved - base) * direction >= -1e-12), f"{feature} lowered risk somewhere"
 
 
-def test_renaming_accounts_changes_nothing(medium_demo):
-    rows, model = _real_rows(medium_demo)
-    renamed = rows.assign(account_id="X" + rows["account_id"].astype(str).str[::-1])
-    np.testing.assert_array_equal(model.predict(rows), model.predict(renamed))
+def _rename_accounts(interim: Path, target: Path, rename) -> None:
+    """A copy of the validated tables with every account_id replaced by rename(id)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(interim, target)
+    for path in sorted(target.rglob("*.parquet")):
+        table = pq.read_table(path)
+        if "account_id" not in table.column_names or "quarantine" in path.parts:
+            continue
+        frame = table.to_pandas()
+        frame["account_id"] = frame["account_id"].map(rename)
+        pq.write_table(pa.Table.from_pandas(frame, schema=table.schema), path)
+
+
+def test_renaming_accounts_changes_nothing(medium_demo, tmp_path):
+    """Account ids are labels, not signal: renaming every account in the validated tables (which
+    reorders them) leaves each account's features and churn probability exactly the same."""
+    from pipeline.feature_engine.build import compute_features, read_present_tables
+
+    def rename(account_id):
+        return "X" + str(account_id)[::-1]
+
+    _rename_accounts(medium_demo["interim"], tmp_path / "renamed", rename)
+    config = medium_demo["config"]
+    model = load_model(medium_demo["models"])
+    day = [pd.Timestamp(config.base.as_of_date).date() - pd.Timedelta(days=35)]
+    results = {}
+    for name, interim in (("original", medium_demo["interim"]), ("renamed", tmp_path / "renamed")):
+        tables, _ = read_present_tables(interim)
+        table = compute_features(config, interim, tables, day).table
+        table = table.assign(probability=model.predict(table))
+        if name == "renamed":
+            back = {rename(a): a for a in results["original"]["account_id"]}
+            table = table.assign(account_id=table["account_id"].map(back).astype("string"))
+        results[name] = table.sort_values("account_id").reset_index(drop=True)
+    assert len(results["original"]) > 100
+    assert results["original"]["account_id"].tolist() != sorted(
+        results["original"]["account_id"].map(rename)
+    )  # the renaming does reorder the accounts
+    pd.testing.assert_frame_equal(results["original"], results["renamed"])
 
 
 def test_schema_records_monotone_constraints_from_the_registry(medium_demo):

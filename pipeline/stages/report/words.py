@@ -259,7 +259,9 @@ def model_card(
         "families_missing": [
             family_title(f) for f in feature_summary.get("families_unavailable") or []
         ],
-        "families_partial": [family_title(f) for f in feature_summary.get("families_partial") or []],
+        "families_partial": [
+            family_title(f) for f in feature_summary.get("families_partial") or []
+        ],
         "features_unavailable": list(feature_summary.get("features_unavailable") or []),
         "limits": known_limits(
             metrics=metrics,
