@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: env repro test lint format clean
+.PHONY: env system-deps repro test lint format clean
 
 env: $(VENV)/.synced
 
@@ -24,8 +24,12 @@ $(VENV)/.synced: pyproject.toml uv.lock
 repro: env
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
+## System packages the tests need (PostgreSQL server, Java 17, Chromium), when missing.
+system-deps:
+	@bash .ci/system-deps
+
 ## Lint, format check, and the whole test suite.
-test: env lint
+test: env lint system-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 lint: env

@@ -1,7 +1,7 @@
 """Delivery: each CSM gets exactly one email holding only their own list.
 
 A real SMTP server (aiosmtpd, with AUTH) runs on 127.0.0.1; lists directories are built here in
-the manifest format of the lists stage (see pipeline/deliver.py).
+the manifest format of the lists stage (see pipeline/lists/manifest.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import socket
+from datetime import date
 from email import policy
 from pathlib import Path
 
@@ -22,17 +23,15 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core.errors import ConfigError
-from pipeline.stages.deliver import (
-    DeliveryError,
-    SmtpSettings,
-    attachment_filename,
-    delivery_dir,
-    delivery_settings,
-    run_deliver,
-    safe_token,
-    smtp_credentials,
-)
+from pipeline.core.config import Config, parse_config
+from pipeline.core.errors import ConfigError, DeliveryError
+from pipeline.core.layout import deliveries_dir_for
+from pipeline.lists.manifest import read_manifest
+from pipeline.stages.deliver import run_deliver
+from pipeline.stages.deliver.channel import Message, safe_token
+from pipeline.stages.deliver.email import attachment_filename
+from pipeline.stages.deliver.registry import CHANNELS
+from pipeline.stages.deliver.settings import SmtpSettings, delivery_settings, smtp_credentials
 from tests.conftest import tiny_raw_tables, write_dir
 
 # Plain-text AUTH is fine on loopback in tests; production uses starttls or ssl.
@@ -85,10 +84,13 @@ def fill_lists(lists: Path, csms: dict = CSMS, *, as_of: str = AS_OF, edit=None)
                 "csv": f"csm/{csm_id}.csv",
                 "html": f"csm/{csm_id}.html",
                 "n_accounts": len(accounts),
+                "n_owned": 10,
+                "arr_at_risk_listed": 1000.0 * len(accounts),
             }
         )
     if edit is not None:
         edit(entries)
+    n_listed = sum(len(accounts) for _, _, accounts in csms.values())
     manifest = {
         "as_of": as_of,
         "model_version": "run-123",
@@ -99,6 +101,18 @@ def fill_lists(lists: Path, csms: dict = CSMS, *, as_of: str = AS_OF, edit=None)
         "base_value": -2.0,
         "warnings": [],
         "csms": entries,
+        "n_accounts": 10 * len(csms),
+        "n_listed": n_listed,
+        "n_unassigned": 0,
+        "arr_total": 100000.0,
+        "expected_arr_at_risk": 1000.0 * n_listed,
+        "risk_bands": {"high": 0.35, "medium": 0.15},
+        "risk_band_counts": {"high": 1, "medium": 2, "low": 3},
+        "previous_week": "2026-11-09",
+        "trend_weeks": 8,
+        "shap_method": "tree",
+        "additivity_max_error": 0.0,
+        "drift_checked": True,
     }
     (lists / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return lists
@@ -119,6 +133,11 @@ def params(port: int, **deliver) -> dict:
     }
     section.update(deliver)
     return {"base": {"as_of_date": AS_OF}, "deliver": section}
+
+
+def config(port: int, **deliver) -> Config:
+    """The typed config of `params` (what the CLI hands to run_deliver)."""
+    return parse_config(params(port, **deliver))
 
 
 class Collector:
@@ -198,7 +217,7 @@ def all_accounts() -> set[str]:
 def test_every_csm_receives_exactly_one_message_with_only_their_accounts(tmp_path, smtp_server):
     port, handler = smtp_server
     lists = write_lists(tmp_path)
-    result = run_deliver(params(port), lists, environ=ENV)
+    result = run_deliver(config(port), lists, environ=ENV)
 
     received = by_recipient(handler)
     assert sorted(received) == ["alice@example.com", "bob@example.com", "dave@example.com"]
@@ -238,7 +257,7 @@ def test_every_csm_receives_exactly_one_message_with_only_their_accounts(tmp_pat
         1,
         0,
     )
-    logged = json.loads((delivery_dir(lists) / "delivery.json").read_text())
+    logged = json.loads((deliveries_dir_for(lists) / "delivery.json").read_text())
     status = {row["csm_id"]: row for row in logged["csms"]}
     assert status["carol"]["status"] == "skipped" and status["carol"]["recipient"] is None
     assert status["alice"] == {
@@ -256,7 +275,7 @@ def test_one_refused_recipient_does_not_stop_the_others_and_a_rerun_sends_only_i
     port, handler = smtp_server
     lists = write_lists(tmp_path)
     handler.refuse = {"alice@example.com"}
-    first = run_deliver(params(port), lists, environ=ENV)
+    first = run_deliver(config(port), lists, environ=ENV)
     status = {o.csm_id: o for o in first.outcomes}
     assert status["alice"].status == "failed" and "550" in status["alice"].detail
     assert status["bob"].status == "sent" and status["dave"].status == "sent"
@@ -266,12 +285,12 @@ def test_one_refused_recipient_does_not_stop_the_others_and_a_rerun_sends_only_i
     # Retry after the fault is fixed: only alice gets mail; bob and dave are not sent twice.
     handler.refuse = set()
     handler.received.clear()
-    second = run_deliver(params(port), lists, environ=ENV)
+    second = run_deliver(config(port), lists, environ=ENV)
     assert [item["rcpt_tos"] for item in handler.received] == [["alice@example.com"]]
     assert second.counts["failed"] == 0 and second.counts["sent"] == 3
 
     handler.received.clear()
-    run_deliver(params(port), lists, environ=ENV, resend=True)
+    run_deliver(config(port), lists, environ=ENV, resend=True)
     assert len(handler.received) == 3
 
 
@@ -280,7 +299,7 @@ def test_credentials_come_from_the_environment_and_a_failed_login_is_tried_once(
 ):
     port, handler = smtp_server
     lists = write_lists(tmp_path)
-    result = run_deliver(params(port), lists, environ={**ENV, "TEST_SMTP_PASSWORD": "wrong"})
+    result = run_deliver(config(port), lists, environ={**ENV, "TEST_SMTP_PASSWORD": "wrong"})
     assert handler.received == []
     # One connection tried to log in (smtplib tries each mechanism), not one per CSM.
     assert len({session for session, _ in handler.logins}) == 1
@@ -291,7 +310,7 @@ def test_credentials_come_from_the_environment_and_a_failed_login_is_tried_once(
     assert all("SMTP connection to 127.0.0.1" in o.detail for o in failed)
 
     with pytest.raises(ConfigError, match="TEST_SMTP_PASSWORD"):
-        run_deliver(params(port), lists, environ={"TEST_SMTP_USER": USER})
+        run_deliver(config(port), lists, environ={"TEST_SMTP_USER": USER})
     assert len(handler.logins) == attempts
 
 
@@ -302,16 +321,16 @@ def test_dry_run_writes_byte_identical_eml_files_on_rerun(tmp_path):
     lists = write_lists(tmp_path)
     outbox = tmp_path / "outbox"
     closed_port = free_port()  # nothing listens: a dry run must not connect
-    result = run_deliver(params(closed_port), lists, dry_run=True, outbox=outbox, environ={})
+    result = run_deliver(config(closed_port), lists, dry_run=True, outbox=outbox, environ={})
     files = sorted(outbox.glob("*.eml"))
     assert [f.name for f in files] == ["alice.eml", "bob.eml", "dave.eml"]
     first = {f.name: f.read_bytes() for f in files}
-    first_log = (delivery_dir(lists) / "delivery.json").read_bytes()
+    first_log = (deliveries_dir_for(lists) / "delivery.json").read_bytes()
     assert {o.status for o in result.outcomes} == {"dry-run", "skipped"}
 
-    run_deliver(params(closed_port), lists, dry_run=True, outbox=outbox, environ={})
+    run_deliver(config(closed_port), lists, dry_run=True, outbox=outbox, environ={})
     assert {f.name: f.read_bytes() for f in sorted(outbox.glob("*.eml"))} == first
-    assert (delivery_dir(lists) / "delivery.json").read_bytes() == first_log
+    assert (deliveries_dir_for(lists) / "delivery.json").read_bytes() == first_log
 
     message = email.message_from_bytes(first["bob.eml"], policy=policy.default)
     assert csv_account_ids(message) == CSMS["bob"][2]
@@ -321,7 +340,7 @@ def test_dry_run_writes_byte_identical_eml_files_on_rerun(tmp_path):
 
     # Different content, different Message-ID (mail clients drop repeated ids).
     (lists / "csm" / "bob.html").write_text("<p>B-1 B-2 changed</p>")
-    run_deliver(params(closed_port), lists, dry_run=True, outbox=outbox, environ={})
+    run_deliver(config(closed_port), lists, dry_run=True, outbox=outbox, environ={})
     changed = email.message_from_bytes((outbox / "bob.eml").read_bytes(), policy=policy.default)
     assert changed["Message-ID"] != message["Message-ID"]
 
@@ -329,11 +348,88 @@ def test_dry_run_writes_byte_identical_eml_files_on_rerun(tmp_path):
 def test_empty_list_can_be_skipped(tmp_path):
     lists = write_lists(tmp_path)
     result = run_deliver(
-        params(free_port(), empty_list="skip"), lists, dry_run=True, outbox=tmp_path / "o"
+        config(free_port(), empty_list="skip"), lists, dry_run=True, outbox=tmp_path / "o"
     )
     dave = next(o for o in result.outcomes if o.csm_id == "dave")
     assert (dave.status, dave.detail) == ("skipped", "empty list")
     assert not (tmp_path / "o" / "dave.eml").exists()
+
+
+def test_manifest_fields_the_email_does_not_show_leave_its_bytes_alone(tmp_path):
+    """The Message-ID is what stops a resend: a figure the email does not carry must not move
+    it, or a rescore that only changes n_owned would mail every CSM again."""
+    outboxes = []
+    for n_owned in (10, 99):
+        lists = write_lists(tmp_path / str(n_owned), edit=_set("bob", n_owned=n_owned))
+        outbox = tmp_path / f"outbox-{n_owned}"
+        run_deliver(config(free_port()), lists, dry_run=True, outbox=outbox)
+        outboxes.append({f.name: f.read_bytes() for f in sorted(outbox.glob("*.eml"))})
+    assert outboxes[0] == outboxes[1] and len(outboxes[0]) == 3
+
+
+# --- the channel interface: the run loop and the log know no email ---------------------------
+
+
+class MemoryChannel:
+    """A stand-in second channel: messages to a list in memory, a CSM's id as the destination."""
+
+    name = "memory"
+    missing_recipient = "no memory address"
+
+    def __init__(self, refuse=()):
+        self.refuse = set(refuse)
+        self.sent: list[Message] = []
+
+    def recipient(self, entry):
+        return None if entry.csm_id == "carol" else f"#{entry.csm_id}"
+
+    def build(self, entry, lists_dir, manifest):
+        if entry.csm_id in self.refuse:
+            raise DeliveryError(f"CSM {entry.csm_id!r}: refused by the test")
+        payload = f"{entry.csm_id}:{entry.n_accounts}"
+        return Message(entry.csm_id, f"#{entry.csm_id}", f"id-{payload}", payload)
+
+    def open_transport(self, *, dry_run, outbox, environ):
+        channel = self
+
+        class Transport:
+            status, mode = ("dry-run", "dry-run") if dry_run else ("sent", "memory")
+
+            def send(self, message):
+                channel.sent.append(message)
+                return f"memory:{message.recipient}"
+
+            def close(self):
+                pass
+
+        return Transport()
+
+
+def test_a_second_channel_needs_only_its_module_and_a_registration(tmp_path, monkeypatch):
+    channel = MemoryChannel(refuse={"bob"})
+    monkeypatch.setitem(CHANNELS, "memory", lambda deliver: channel)
+    lists = write_lists(tmp_path)
+    first = run_deliver(config(free_port()), lists, channel="memory", environ={})
+
+    status = {o.csm_id: (o.status, o.detail, o.recipient) for o in first.outcomes}
+    assert status == {
+        "alice": ("sent", "", "#alice"),
+        "bob": ("failed", "CSM 'bob': refused by the test", "#bob"),
+        "carol": ("skipped", "no memory address", None),
+        "dave": ("sent", "", "#dave"),
+    }
+    assert [m.payload for m in channel.sent] == ["alice:3", "dave:0"]
+    logged = json.loads((deliveries_dir_for(lists) / "delivery.json").read_text())
+    assert logged["mode"] == "memory" and logged["counts"]["skipped_no_email"] == 1
+
+    # The "already sent" check works on the channel's own message ids.
+    channel.refuse.clear()
+    channel.sent.clear()
+    second = run_deliver(config(free_port()), lists, channel="memory", environ={})
+    assert [m.csm_id for m in channel.sent] == ["bob"] and second.counts["sent"] == 3
+
+    with pytest.raises(ConfigError, match="unknown delivery channel 'pigeon'"):
+        run_deliver(config(free_port()), lists, channel="pigeon")
 
 
 # --- never another CSM's data; no header injection -------------------------------------------
@@ -362,7 +458,7 @@ def _set(target: str, **changes):
 def test_a_bad_entry_fails_only_that_csm(tmp_path, edit, message):
     lists = write_lists(tmp_path, edit=edit)
     outbox = tmp_path / "outbox"
-    result = run_deliver(params(free_port()), lists, dry_run=True, outbox=outbox)
+    result = run_deliver(config(free_port()), lists, dry_run=True, outbox=outbox)
     status = {o.csm_id: o for o in result.outcomes}
     assert status["alice"].status == "failed"
     assert message in status["alice"].detail and "'alice'" in status["alice"].detail
@@ -376,7 +472,7 @@ def test_a_symlink_out_of_the_lists_directory_is_refused(tmp_path):
     secret.write_text("account_id\nX-1\n")
     (lists / "csm" / "alice.csv").unlink()
     (lists / "csm" / "alice.csv").symlink_to(secret)
-    result = run_deliver(params(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    result = run_deliver(config(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
     alice = next(o for o in result.outcomes if o.csm_id == "alice")
     assert alice.status == "failed" and "leads outside" in alice.detail
 
@@ -388,7 +484,7 @@ def test_a_csv_holding_another_csms_accounts_is_refused(tmp_path):
     lists_json = json.loads((lists / "manifest.json").read_text())
     lists_json["csms"][0]["n_accounts"] = 4
     (lists / "manifest.json").write_text(json.dumps(lists_json))
-    result = run_deliver(params(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    result = run_deliver(config(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
     alice = next(o for o in result.outcomes if o.csm_id == "alice")
     assert alice.status == "failed" and "rows of other CSMs ['bob']" in alice.detail
 
@@ -404,20 +500,22 @@ def test_a_csv_holding_another_csms_accounts_is_refused(tmp_path):
 def test_manifest_problems_stop_the_run_before_anything_is_sent(tmp_path, edit, message):
     lists = write_lists(tmp_path, edit=edit)
     with pytest.raises(DeliveryError, match=message):
-        run_deliver(params(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
-    assert not (tmp_path / "o").exists() and not (delivery_dir(lists) / "delivery.json").exists()
+        run_deliver(config(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    assert (
+        not (tmp_path / "o").exists() and not (deliveries_dir_for(lists) / "delivery.json").exists()
+    )
 
 
 def test_manifest_date_must_match_its_directory(tmp_path):
     lists = write_lists(tmp_path)
     moved = lists.rename(lists.parent / "2026-11-09")
     with pytest.raises(DeliveryError, match="2026-11-09"):
-        run_deliver(params(free_port()), moved, dry_run=True)
+        run_deliver(config(free_port()), moved, dry_run=True)
 
 
 def test_attachment_names_are_safe_and_distinct():
     assert safe_token("alice") == "alice"
-    hostile = attachment_filename(__import__("datetime").date(2026, 11, 16), "../x y\r\n")
+    hostile = attachment_filename(date(2026, 11, 16), "../x y\r\n")
     assert "/" not in hostile and "\n" not in hostile and ".." not in hostile
     assert hostile.startswith("churn-list-2026-11-16-x-y-") and hostile.endswith(".csv")
     assert safe_token("a b") != safe_token("a-b")
@@ -426,20 +524,40 @@ def test_attachment_names_are_safe_and_distinct():
 # --- settings --------------------------------------------------------------------------------
 
 
+def _deliver_section(**changes):
+    """config.deliver of `params` with some keys changed (None removes nothing: it is null)."""
+    raw = params(25)
+    return parse_config({**raw, "deliver": {**raw["deliver"], **changes}}).deliver
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"hostname": "x"}, "unknown keys"),
+        # caught by the typed config, naming the key
+        ({"hostname": "x"}, "deliver.hostname: unknown key"),
         ({"security": "tls"}, "deliver.security"),
+        ({"port": "smtp"}, "deliver.port"),
+        ({"port": 70000}, "deliver.port"),
+        ({"timeout_seconds": 0}, "deliver.timeout_seconds"),
+        ({"empty_list": "maybe"}, "deliver.empty_list"),
+        # caught by the delivery settings, before anything is sent
         ({"from_address": "lists@example.com\r\nBcc: x@example.com"}, "line break"),
         ({"from_address": None}, "from_address is required"),
-        ({"port": "smtp"}, "must be numbers"),
-        ({"empty_list": "maybe"}, "empty_list"),
+        ({"from_address": ""}, "from_address is required"),
+        ({"reply_to": "ops@example.com, eve@example.com"}, "deliver.reply_to .* not an email"),
+        ({"from_name": "Churn\nBcc: x@example.com"}, "deliver.from_name"),
+        ({"host": None}, "deliver.host is required"),
     ],
 )
 def test_bad_settings_are_clear_errors(change, message):
     with pytest.raises(ConfigError, match=message):
-        delivery_settings({**params(25)["deliver"], **change})
+        delivery_settings(_deliver_section(**change))
+
+
+@pytest.mark.parametrize(("security", "port"), [("ssl", 465), ("starttls", 587), ("none", 587)])
+def test_the_port_defaults_to_the_security_modes_port(security, port):
+    _, smtp = delivery_settings(_deliver_section(security=security, port=None))
+    assert (smtp.host, smtp.port, smtp.security) == ("127.0.0.1", port, security)
 
 
 def test_no_login_in_clear_text_to_a_remote_host():
@@ -470,7 +588,10 @@ def test_cli_dry_run_and_exit_codes(tmp_path, monkeypatch):
     ok = runner.invoke(app, [*args, "--dry-run", "--outbox", str(outbox)])
     assert ok.exit_code == 0, ok.output
     assert len(list(outbox.glob("*.eml"))) == 3
-    assert json.loads((delivery_dir(lists) / "delivery.json").read_text())["counts"]["dry-run"] == 3
+    assert (
+        json.loads((deliveries_dir_for(lists) / "delivery.json").read_text())["counts"]["dry-run"]
+        == 3
+    )
 
     # Default --lists: reports/lists/<base.as_of_date> under the working directory.
     monkeypatch.chdir(tmp_path)
@@ -492,7 +613,7 @@ def test_cli_dry_run_and_exit_codes(tmp_path, monkeypatch):
         (["--lists", "{tmp}/nowhere"], "manifest.json not found"),
         (["--lists", "{lists}", "--outbox", "{tmp}/o"], "only with --dry-run"),
         (["--lists", "{lists}", "--params", "{tmp}/missing.yaml"], "not found"),
-        (["--lists", "{lists}", "--params", "{tmp}/nodeliver.yaml"], "'deliver' section"),
+        (["--lists", "{lists}", "--params", "{tmp}/nodeliver.yaml"], "from_address is required"),
         (["--lists", "{lists}"], "TEST_SMTP_USER"),
     ],
 )
@@ -532,16 +653,16 @@ def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
 
     real_signature = inspect.signature(pipeline.stages.score.run_score)
 
-    def fake_run_score(params, **kwargs):
-        real_signature.bind(params, **kwargs)  # weekly calls the real function's arguments
+    def fake_run_score(config, **kwargs):
+        real_signature.bind(config, **kwargs)  # weekly calls the real function's arguments
         # scoring sees the week's date and the extract ingested just before it
-        assert params["base"]["as_of_date"] == AS_OF
+        assert config.base.as_of_date == date.fromisoformat(AS_OF)
         report = json.loads((kwargs["interim_dir"] / "validation_report.json").read_text())
         assert report["as_of"].startswith(AS_OF) and report["rows_accepted"] > 0
         calls.append(kwargs["out_dir"])
         with atomic_path(kwargs["out_dir"]) as tmp:  # like the score stage: dir replaced
             fill_lists(tmp)
-        return {}
+        return read_manifest(kwargs["out_dir"])
 
     monkeypatch.setattr(pipeline.stages.score, "run_score", fake_run_score)
     write_dir(tiny_raw_tables(), tmp_path / "raw")
@@ -570,7 +691,7 @@ def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
 def test_weekly_stops_before_delivery_when_scoring_fails(tmp_path, monkeypatch):
     import pipeline.stages.score
 
-    def failing_run_score(params, **kwargs):
+    def failing_run_score(config, **kwargs):
         raise pipeline.stages.score.ScoringError(
             "model features differ: missing 'sla_breaches_90d'"
         )

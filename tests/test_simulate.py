@@ -1,4 +1,5 @@
-"""Tests of the demo-data simulator: determinism, the data contract, and planted realism.
+"""Tests of the demo-data simulator: config, determinism, the data contract, planted realism,
+and the I/O edges (`write_simulation`, `run_simulate`).
 
 The realism tests assert the facts the rest of the pipeline relies on (churn levels by segment,
 early churn, each planted driver moving both churn and its own observable signal). Margins were
@@ -8,6 +9,7 @@ checked on several seeds; the sizes are the smallest that keep them stable.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from datetime import date
 
 import pandas as pd
@@ -15,19 +17,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.stages import simulate
+from pipeline.core.config import SimulateSection, parse_config
+from pipeline.core.errors import ConfigError
+from pipeline.core.layout import DEMO_MARKER, TRUTH_DECISIONS
+from pipeline.data import contract
+from pipeline.data.contract import TABLE_ORDER, TABLES, arrow_schema, pandera_schema
+from pipeline.data.validate import ValidationContext, validate_table
 from pipeline.stages.simulate import (
     MODULE_TIERS,
     RAW_TABLE_SCHEMAS,
+    RAW_TABLES,
     SEGMENTS,
     TROUBLES,
     TRUTH_TABLE_SCHEMAS,
     SimulationConfig,
     iter_usage_event_chunks,
     realism_summary,
+    run_simulate,
     simulate_entities,
+    tables,
+    vocabulary,
     write_simulation,
 )
+from pipeline.stages.simulate.contracts import churn_logit
+from pipeline.stages.simulate.segments import PROFILES
+from pipeline.stages.simulate.world import LATENT_COLUMNS, build_world, logit
 
 SEED = 42
 AS_OF = pd.Timestamp(SimulationConfig().as_of_date, tz="UTC")
@@ -101,12 +115,66 @@ def test_config_accepts_iso_strings():
         ({"segment_shares": (0.5, 0.5, 0.5)}, "segment_shares"),
         ({"trouble_share": 1.5}, "trouble_share"),
         ({"usage_intensity": 0.0}, "usage_intensity"),
-        ({"renewal_grace_days": 0}, "renewal_grace_days"),
+        ({"renewal_grace_days": -1}, "renewal_grace_days"),
+        ({"seed": 2**63}, "seed"),
+        ({"churn_logit_shift": "high"}, "churn_logit_shift"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         SimulationConfig(**kwargs)
+
+
+def test_config_defaults_are_the_simulate_sections():
+    """One place holds the defaults: every setting of params.yaml's simulate section is a field
+    of SimulationConfig, with the section's default."""
+    section = SimulateSection()
+    config = SimulationConfig()
+    assert set(SimulateSection.model_fields) <= {f.name for f in fields(SimulationConfig)}
+    for name in SimulateSection.model_fields:
+        assert getattr(config, name) == getattr(section, name), name
+
+
+def _params(**sections) -> dict:
+    return {"base": {"as_of_date": "2026-11-16", "seed": 5, "renewal_grace_days": 20}, **sections}
+
+
+def test_config_from_config_reads_simulate_and_base():
+    config = parse_config(
+        _params(simulate={"n_accounts": 250, "start_date": "2022-02-01", "trouble_share": 0.3})
+    )
+    sim = SimulationConfig.from_config(config)
+    assert sim == SimulationConfig(
+        n_accounts=250,
+        start_date=date(2022, 2, 1),
+        as_of_date=date(2026, 11, 16),
+        seed=5,
+        renewal_grace_days=20,
+        trouble_share=0.3,
+    )
+    overridden = SimulationConfig.from_config(config, n_accounts=7, seed=9)
+    assert (overridden.n_accounts, overridden.seed) == (7, 9)
+    assert overridden.trouble_share == 0.3
+
+
+def test_config_from_config_rejects_what_config_cannot_check():
+    too_short = parse_config(_params(simulate={"start_date": "2026-10-01"}))
+    with pytest.raises(ConfigError, match="at least 120 days"):
+        SimulationConfig.from_config(too_short)
+    with pytest.raises(ConfigError, match="n_accounts"):
+        SimulationConfig.from_config(parse_config(_params()), n_accounts=0)
+
+
+@pytest.mark.parametrize("grace", [0, 1])
+def test_a_short_renewal_grace_still_simulates(grace):
+    """Config allows any grace >= 0 (the labels use it too); renewals then start on time."""
+    config = SimulationConfig(n_accounts=200, seed=SEED, renewal_grace_days=grace)
+    contracts = simulate_entities(config)["contracts"].sort_values(["account_id", "start_date"])
+    nxt = contracts.groupby("account_id")["start_date"].shift(-1)
+    has_next = nxt.notna()
+    assert has_next.sum() > 50
+    gap = pd.to_datetime(nxt[has_next]) - pd.to_datetime(contracts.loc[has_next, "end_date"])
+    assert gap.between(pd.Timedelta(0), pd.Timedelta(days=grace)).all()
 
 
 def test_default_config_spans_three_years_and_is_demo_sized():
@@ -147,14 +215,20 @@ def test_different_seed_gives_different_tables(small_config, small, small_usage)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_frames_match_the_data_contract(small, small_usage):
+def test_frames_have_the_contracts_columns_and_types(small, small_usage):
+    """Every contract table is simulated, with exactly the contract's columns in its order, and
+    converts to the contract's Arrow types (see test_written_tables_pass_the_data_contract for
+    the values)."""
     frames = {**small, "usage_events": small_usage}
-    for name, schema in RAW_TABLE_SCHEMAS.items():
-        frame = frames[name]
-        assert list(frame.columns) == schema.names, name
-        table = simulate._to_arrow(frame, schema)
+    assert set(RAW_TABLES) == set(TABLES)
+    for name in TABLE_ORDER:
+        frame, spec = frames[name], TABLES[name]
+        assert list(frame.columns) == spec.column_names, name
+        table = tables.to_arrow(frame, RAW_TABLE_SCHEMAS[name])
         assert table.num_rows == len(frame) > 0, name
-        for field in schema:
+        contract_types = [f.type for f in arrow_schema(spec)]
+        assert [f.type for f in table.schema] == contract_types, name
+        for field in table.schema:
             if pa.types.is_timestamp(field.type):
                 assert str(frame[field.name].dtype) == "datetime64[us, UTC]", (name, field.name)
             if pa.types.is_string(field.type):
@@ -162,7 +236,33 @@ def test_frames_match_the_data_contract(small, small_usage):
     for name, schema in TRUTH_TABLE_SCHEMAS.items():
         frame = small[f"truth_{name}"]
         assert list(frame.columns) == schema.names, name
-        assert simulate._to_arrow(frame, schema).num_rows == len(frame)
+        assert tables.to_arrow(frame, schema).num_rows == len(frame)
+
+
+def test_raw_schemas_are_the_contracts_with_every_column_nullable():
+    """The one documented difference between a raw file and an interim one: nullability."""
+    for name in TABLE_ORDER:
+        interim = arrow_schema(TABLES[name])
+        raw = RAW_TABLE_SCHEMAS[name]
+        assert raw.names == interim.names, name
+        assert all(field.nullable for field in raw), name
+        assert raw.equals(pa.schema([f.with_nullable(True) for f in interim])), name
+
+
+def test_vocabularies_are_the_contracts_in_the_order_the_simulator_draws_from():
+    """Generators draw indices into these tuples (role 2 is a viewer, kind 1 a meeting, the
+    segment profiles follow SEGMENTS), so their order is part of the simulation."""
+    assert vocabulary.SEGMENTS is contract.SEGMENTS
+    assert vocabulary.USER_ROLES is contract.USER_ROLES
+    assert vocabulary.TICKET_PRIORITIES is contract.TICKET_PRIORITIES
+    assert vocabulary.TOUCHPOINT_KINDS is contract.TOUCHPOINT_KINDS
+    assert SEGMENTS == ("smb", "mid_market", "enterprise")
+    assert vocabulary.USER_ROLES == ("admin", "member", "viewer")
+    assert vocabulary.TICKET_PRIORITIES == ("low", "normal", "high", "urgent")
+    assert vocabulary.TOUCHPOINT_KINDS == ("call", "meeting", "qbr", "exec_sponsor")
+    assert len(PROFILES) == len(SEGMENTS)
+    assert set(vocabulary.MODULE_TIERS) == set(vocabulary.MODULES)
+    assert set(vocabulary.MODULE_EVENT_TYPES) == set(vocabulary.MODULES)
 
 
 def test_ids_are_stable_and_unique(small):
@@ -413,14 +513,14 @@ def test_true_probability_is_exactly_what_the_recorded_drivers_imply(large, larg
     it is the first renewal, and the 90-day drivers the decision records, so a model that sees
     those signals can approach it."""
     decisions = large["truth_renewal_decisions"]
-    world = simulate._build_world(large_config)
+    world = build_world(large_config)
     acct = decisions["account_id"].str[1:].astype(int).to_numpy() - 1
-    drivers = decisions[[*simulate._LATENT_COLUMNS, "latent_health"]].to_numpy()
+    drivers = decisions[[*LATENT_COLUMNS, "latent_health"]].to_numpy()
     first_term = (
         decisions.groupby("account_id")["decision_date"].transform("min")
         == decisions["decision_date"]
     )
-    planted = simulate._churn_logit(
+    planted = churn_logit(
         world,
         acct,
         drivers,
@@ -428,7 +528,7 @@ def test_true_probability_is_exactly_what_the_recorded_drivers_imply(large, larg
         decisions["term_months"].to_numpy(),
         first_term.to_numpy(),
     )
-    observed = simulate._logit(decisions["true_churn_probability"].to_numpy())
+    observed = logit(decisions["true_churn_probability"].to_numpy())
     assert abs(observed - planted - large_config.churn_logit_shift).max() < 1e-9
 
 
@@ -586,6 +686,7 @@ def test_write_simulation_writes_every_table(tmp_path, tiny_config):
         table = pq.read_table(truth / f"{name}.parquet")
         assert table.schema.remove_metadata().equals(schema), name
         assert rows[f"truth_{name}"] == table.num_rows
+    assert (truth / TRUTH_DECISIONS).is_file(), "the layout's name for the decisions"
     assert table.schema.field("trouble_onset_at").type == pa.timestamp("us", tz="UTC")
     assert pq.read_schema(raw / "contracts.parquet").field("start_date").type == pa.date32()
     assert not list(raw.glob("*truth*")), "truth must stay out of the raw dir"
@@ -603,7 +704,7 @@ def test_write_simulation_replaces_and_is_atomic(tmp_path, tiny_config, monkeypa
         raise RuntimeError("interrupted")
 
     other = SimulationConfig(n_accounts=60, seed=SEED + 5, events_chunk_accounts=40)
-    monkeypatch.setattr(simulate, "iter_usage_event_chunks", failing_chunks)
+    monkeypatch.setattr(tables, "iter_usage_event_chunks", failing_chunks)
     with pytest.raises(RuntimeError, match="interrupted"):
         write_simulation(other, raw, truth)
     assert pq.read_table(raw / "accounts.parquet").equals(before), "old data left untouched"
@@ -618,7 +719,7 @@ def test_write_simulation_replaces_and_is_atomic(tmp_path, tiny_config, monkeypa
 
 @pytest.mark.parametrize("truth", ["raw", "raw/truth", "."])
 def test_write_simulation_keeps_truth_apart(tmp_path, tiny_config, truth):
-    with pytest.raises(ValueError, match="separate directories"):
+    with pytest.raises(ConfigError, match="separate directories"):
         write_simulation(tiny_config, tmp_path / "raw", tmp_path / truth)
     assert not (tmp_path / "raw").exists()
 

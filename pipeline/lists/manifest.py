@@ -128,11 +128,19 @@ class ListsManifest(_Model):
         return self
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError, payload: dict) -> str:
+    """Each problem with its key path; an entry of `csms` also names its CSM."""
     parts = []
+    csms = payload.get("csms") if isinstance(payload.get("csms"), list) else []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "manifest"
-        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+        loc = e["loc"]
+        where = ".".join(str(p) for p in loc) or "manifest"
+        if len(loc) >= 2 and loc[0] == "csms" and isinstance(loc[1], int) and loc[1] < len(csms):
+            entry = csms[loc[1]]
+            if isinstance(entry, dict) and entry.get("csm_id"):
+                where += f" (CSM {entry['csm_id']!r})"
+        got = "" if isinstance(e.get("input"), dict | list) else f", got {e.get('input')!r}"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{got}")
     return "; ".join(parts)
 
 
@@ -143,7 +151,8 @@ def parse_manifest(payload: object) -> ListsManifest:
     try:
         return ListsManifest.model_validate(payload)
     except ValidationError as err:
-        raise ManifestError(f"manifest does not match the lists schema: {_describe(err)}") from None
+        problems = _describe(err, payload)
+        raise ManifestError(f"manifest does not match the lists schema: {problems}") from None
 
 
 def manifest_bytes(manifest: ListsManifest) -> bytes:
@@ -155,7 +164,9 @@ def read_manifest(lists_dir: Path) -> ListsManifest:
     """The manifest of one week's lists directory."""
     path = Path(lists_dir) / MANIFEST_FILE
     if not path.is_file():
-        raise ManifestError(f"{path} not found: run `churn score` first")
+        raise ManifestError(
+            f"{path} not found: run `churn score` (the lists stage) first, or pass --lists"
+        )
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import TrainingError
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 
 def raw_scores(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:

@@ -14,9 +14,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -31,6 +30,9 @@ from pipeline.core.layout import (
 )
 from pipeline.modeling.calibration import Calibrator
 from pipeline.modeling.design import design_matrix
+
+if TYPE_CHECKING:  # LightGBM loads in load_model: reading training info needs none of it
+    import lightgbm as lgb
 
 
 class ModelArtifacts(Protocol):
@@ -83,6 +85,8 @@ def read_training_info(models_dir: Path) -> dict:
 
 def load_model(models_dir: Path) -> LoadedModel:
     """A model directory (train stage output, or the files an MLflow run logged)."""
+    import lightgbm as lgb
+
     models_dir = Path(models_dir)
     if not (models_dir / MODEL_FILE).is_file():
         raise TrainingError(f"no model in {models_dir}: run `churn train` (or `dvc repro`) first")

@@ -7,7 +7,7 @@ outcome in `reports/deliveries/<as-of>/delivery.json`.
 
 The modules, one job each:
 - `channel`: the interface a channel implements (`Channel`, `Transport`, `Message`).
-- `files`: reading one CSM's list files so they can only hold that CSM's accounts.
+- `list_files`: reading one CSM's list files so they can only hold that CSM's accounts.
 - `headers`: header-injection guards (control characters, one strict address).
 - `settings`: the email sender and SMTP settings, checked before anything is sent.
 - `email`: the email channel: deterministic MIME messages, SMTP and outbox transports.

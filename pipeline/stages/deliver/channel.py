@@ -6,7 +6,7 @@ CLI see only these types, never a channel's own payload, so a second channel (a 
 say) is one module implementing `Channel` and `Transport` plus a line in `registry.CHANNELS`.
 
 What a channel must keep, because the run loop and the log rely on it:
-- `build` uses only that CSM's entry and files (read through `files.read_csm_list`, which keeps
+- `build` uses only that CSM's entry and files (read through `list_files.read_csm_list`, which keeps
   paths inside the as-of directory and refuses another CSM's rows), and gives one recipient.
 - `Message.message_id` is a function of the content: the same lists and settings give the same
   id, which is how a rerun knows a list already went out; changed content gives a new id.

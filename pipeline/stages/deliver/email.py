@@ -13,7 +13,6 @@ Why the messages look as they do:
 
 from __future__ import annotations
 
-import logging
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -29,16 +28,14 @@ from pipeline.core.config import DeliverSection
 from pipeline.core.errors import DeliveryError
 from pipeline.lists.manifest import CsmEntry, ListsManifest
 from pipeline.stages.deliver.channel import Message, Transport, content_digest, safe_token
-from pipeline.stages.deliver.files import read_csm_list
 from pipeline.stages.deliver.headers import header_safe, parse_address
+from pipeline.stages.deliver.list_files import read_csm_list
 from pipeline.stages.deliver.settings import (
     SenderSettings,
     SmtpSettings,
     delivery_settings,
     smtp_credentials,
 )
-
-log = logging.getLogger(__name__)
 
 # The wire format: CRLF line ends, lines folded at 78. Used for SMTP and for .eml files alike.
 WIRE_POLICY = policy.SMTP

@@ -27,7 +27,6 @@ from pipeline.core.layout import (
     TREND_FILE,
 )
 from pipeline.lists.manifest import ListsManifest, read_manifest
-from pipeline.modeling.store import read_training_info
 
 # The columns of accounts.parquet and trend.csv the page reads (the score stage's tests hold
 # its output to ACCOUNT_COLUMNS).
@@ -177,6 +176,10 @@ def _read_json(path: Path, hint: str) -> dict:
 
 
 def _training_info(models_dir: Path) -> dict:
+    # Imported here: the model store imports LightGBM (and scikit-learn), two of the five
+    # seconds an import of the report would otherwise take, for one JSON file.
+    from pipeline.modeling.store import read_training_info
+
     try:
         info = read_training_info(models_dir)
     except ChurnError as err:  # TrainingError: absent or not JSON

@@ -77,14 +77,14 @@ class SimulationConfig:
         )
 
     def __post_init__(self) -> None:
-        problems = [problem for name in ("start_date", "as_of_date") for problem in self._date(name)]
+        problems = [
+            problem for name in ("start_date", "as_of_date") for problem in self._date(name)
+        ]
         if not problems:
             problems += _rule_problems(SimulateSection, self._values(SimulateSection.model_fields))
             problems += _rule_problems(BaseSection, self._values(_BASE_KEYS))
         if not problems:
-            object.__setattr__(
-                self, "segment_shares", tuple(float(s) for s in self.segment_shares)
-            )
+            object.__setattr__(self, "segment_shares", tuple(float(s) for s in self.segment_shares))
             if self.n_days < _MIN_HISTORY_DAYS:
                 problems.append(
                     f"as_of_date ({self.as_of_date}) must be at least {_MIN_HISTORY_DAYS} days "
