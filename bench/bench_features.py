@@ -48,8 +48,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.definitions import FeatureSettings, Statement, settings_from_params
-from pipeline.core.config import as_of_timestamp, load_params, section
+from features.definitions import FeatureSettings, Statement, settings_from_config
+from pipeline.core.config import Config, SimulateSection, load_config
 from pipeline.core.layout import VALIDATION_REPORT as REPORT_NAME
 from pipeline.data.sources import DirectorySource
 from pipeline.feature_engine.build import (
@@ -129,21 +129,14 @@ def _load_average() -> str:
 # --- setup: simulate + ingest ----------------------------------------------------------------
 
 
-def _simulation_config(params: dict, n_accounts: int) -> SimulationConfig:
+def _simulation_config(config: Config, n_accounts: int) -> SimulationConfig:
     """The demo config as `churn simulate` builds it from params, with ``n_accounts`` set."""
-    sim = dict(section(params, "simulate"))
-    base = section(params, "base")
-    sim["as_of_date"] = as_of_timestamp(params).date()
-    sim["seed"] = base.get("seed", 0)
-    if "renewal_grace_days" in base:
-        sim["renewal_grace_days"] = int(base["renewal_grace_days"])
-    sim["n_accounts"] = n_accounts
-    return SimulationConfig(**sim)
+    return SimulationConfig.from_config(config, n_accounts=n_accounts)
 
 
-def _accounts_for(params: dict, target_events: int, scratch: Path) -> tuple[int, float]:
+def _accounts_for(config: Config, target_events: int, scratch: Path) -> tuple[int, float]:
     """Accounts needed for ~``target_events`` usage rows, from a pilot run of the default demo."""
-    pilot = _simulation_config(params, SimulationConfig.n_accounts)
+    pilot = _simulation_config(config, SimulateSection().n_accounts)
     start = time.perf_counter()
     rows = write_simulation(pilot, scratch / "raw", scratch / "truth")
     wall = time.perf_counter() - start
@@ -152,7 +145,7 @@ def _accounts_for(params: dict, target_events: int, scratch: Path) -> tuple[int,
     return max(1, round(target_events / per_account)), wall
 
 
-def _prepare(params: dict, data_dir: Path, target_events: int) -> tuple[Path, dict[str, float]]:
+def _prepare(config: Config, data_dir: Path, target_events: int) -> tuple[Path, dict[str, float]]:
     """Simulate and ingest into ``data_dir`` (raw/, truth/, interim/) unless already there.
 
     Returns the interim directory and the setup timings (empty when the data was reused).
@@ -163,24 +156,23 @@ def _prepare(params: dict, data_dir: Path, target_events: int) -> tuple[Path, di
     if (interim / REPORT_NAME).is_file():
         return interim, {}
     setup: dict[str, float] = {}
-    n_accounts, setup["pilot_s"] = _accounts_for(params, target_events, data_dir / "pilot")
+    n_accounts, setup["pilot_s"] = _accounts_for(config, target_events, data_dir / "pilot")
     setup["n_accounts"] = n_accounts
     print(f"setup: simulating {n_accounts:,} accounts (~{target_events:,} events) in {data_dir}")
     start = time.perf_counter()
     rows = write_simulation(
-        _simulation_config(params, n_accounts), data_dir / "raw", data_dir / "truth"
+        _simulation_config(config, n_accounts), data_dir / "raw", data_dir / "truth"
     )
     setup["simulate_s"] = time.perf_counter() - start
     setup["raw_events"] = rows["usage_events"]
     print(f"setup: simulated {rows['usage_events']:,} events in {setup['simulate_s']:.1f} s")
-    ingest_cfg = section(params, "ingest")
     start = time.perf_counter()
     ingest_source(
         DirectorySource(data_dir / "raw"),
         interim,
-        as_of=as_of_timestamp(params),
-        naive_timezone=ingest_cfg.get("naive_timezone"),
-        batch_rows=int(ingest_cfg.get("batch_rows", 1_000_000)),
+        as_of=config.base.as_of_timestamp,
+        naive_timezone=config.ingest.naive_timezone,
+        batch_rows=config.ingest.batch_rows,
     )
     setup["ingest_s"] = time.perf_counter() - start
     print(f"setup: ingested in {setup['ingest_s']:.1f} s")
@@ -387,15 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.snapshot_batch_size is not None and args.snapshot_batch_size < 1:
         parser.error("--snapshot-batch-size must be >= 1")
 
-    params = load_params(args.params)
-    duckdb_cfg = section(params, "features").get("duckdb") or {}
-    threads = args.threads if args.threads is not None else duckdb_cfg.get("threads")
-    memory_limit = args.memory_limit or duckdb_cfg.get("memory_limit")
-    batch_size = args.snapshot_batch_size or int(
-        section(params, "features").get("snapshot_batch_size") or 12
-    )
-    as_of = as_of_timestamp(params).date()
-    settings = settings_from_params(params, day_number(as_of))
+    config = load_config(args.params)
+    duckdb_cfg = config.features.duckdb
+    threads = args.threads if args.threads is not None else duckdb_cfg.threads
+    memory_limit = args.memory_limit or duckdb_cfg.memory_limit
+    batch_size = args.snapshot_batch_size or config.features.snapshot_batch_size
+    as_of = config.base.as_of_date
+    settings = settings_from_config(config, day_number(as_of))
 
     temporary = args.data is None
     data_dir = (args.data or Path(tempfile.mkdtemp(prefix="bench_features_"))).resolve()
@@ -403,15 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = data_dir / "duckdb_workdir"  # DuckDB spills into workdir/.tmp
     load_start = _load_average()
     try:
-        interim, setup = _prepare(params, data_dir, args.target_events)
+        interim, setup = _prepare(config, data_dir, args.target_events)
         report = json.loads((interim / REPORT_NAME).read_text())
         tables = present_tables(report)
         events = int(report["tables"]["usage_events"]["rows_accepted"])
-        start = section(params, "features").get("snapshot_start")
-        first = (
-            pd.Timestamp(str(start)).date()
-            if start
-            else default_snapshot_start(interim / "contracts.parquet", settings.max_window)
+        first = config.features.snapshot_start or default_snapshot_start(
+            interim / "contracts.parquet", settings.max_window
         )
         dates = snapshot_dates(first, as_of, args.cadence)
         interim_mib = _dir_size_mib(interim / "usage_events")

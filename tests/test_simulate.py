@@ -21,7 +21,7 @@ from pipeline.core.config import SimulateSection, parse_config
 from pipeline.core.errors import ConfigError
 from pipeline.core.layout import DEMO_MARKER, TRUTH_DECISIONS
 from pipeline.data import contract
-from pipeline.data.contract import TABLE_ORDER, TABLES, arrow_schema, pandera_schema
+from pipeline.data.contract import TABLE_ORDER, TABLES, arrow_schema
 from pipeline.data.validate import ValidationContext, validate_table
 from pipeline.stages.simulate import (
     MODULE_TIERS,
@@ -722,6 +722,80 @@ def test_write_simulation_keeps_truth_apart(tmp_path, tiny_config, truth):
     with pytest.raises(ConfigError, match="separate directories"):
         write_simulation(tiny_config, tmp_path / "raw", tmp_path / truth)
     assert not (tmp_path / "raw").exists()
+
+
+def test_written_tables_pass_the_data_contract(tmp_path, tiny_config):
+    """The raw files, read back as ingest reads them, pass the contract's validation in the
+    contract's order (types, nulls, vocabularies, ranges, row rules, foreign keys, time bounds):
+    not one row quarantined, no column ignored or defaulted."""
+    raw = tmp_path / "raw"
+    write_simulation(tiny_config, raw, tmp_path / "truth")
+    context = ValidationContext(as_of=pd.Timestamp(tiny_config.as_of_date, tz="UTC"))
+    for name in TABLE_ORDER:
+        spec = TABLES[name]
+        table = pq.read_table(raw / name if name == "usage_events" else raw / f"{name}.parquet")
+        assert table.schema.names == spec.column_names, name
+        result = validate_table(table.to_pandas(), spec, context)
+        assert not result.reason_counts, (name, dict(result.reason_counts))
+        assert len(result.quarantined) == 0, name
+        assert len(result.accepted) == table.num_rows > 0, name
+        assert result.ignored_columns == [] and result.defaulted_columns == [], name
+        created = context.account_created
+        if name == "accounts":
+            created = result.accepted.set_index("account_id")["created_at"]
+        context = ValidationContext(
+            as_of=context.as_of,
+            keys={**context.keys, name: result.accepted},
+            account_created=created,
+        )
+    assert set(context.keys) == set(TABLES), "every table of the contract was checked"
+
+
+def _demo_params(source, n_accounts: int = 40) -> dict:
+    simulate = {"n_accounts": n_accounts, "events_chunk_accounts": 25}
+    return _params(simulate=simulate, ingest={"source": str(source)})
+
+
+def test_run_simulate_generates_what_params_describe(tmp_path):
+    raw, truth = tmp_path / "raw", tmp_path / "truth"
+    config = parse_config(_demo_params(raw))
+    rows = run_simulate(config, raw_dir=raw, truth_dir=truth)
+    assert rows is not None and rows["accounts"] == 40
+    expected = SimulationConfig(
+        n_accounts=40, events_chunk_accounts=25, seed=5, renewal_grace_days=20
+    )
+    back = pq.read_table(raw / "contracts.parquet").to_pandas()
+    pd.testing.assert_frame_equal(back, simulate_entities(expected)["contracts"])
+    assert len(list((raw / "usage_events").glob("*.parquet"))) == 2
+    overridden = run_simulate(config, raw_dir=raw, truth_dir=truth, n_accounts=30, seed=6)
+    assert overridden is not None and overridden["accounts"] == 30
+    other_seed = SimulationConfig(n_accounts=30, events_chunk_accounts=25, seed=6)
+    back = pq.read_table(raw / "accounts.parquet").to_pandas()
+    pd.testing.assert_frame_equal(back, simulate_entities(other_seed)["accounts"])
+
+
+def test_run_simulate_switches_the_demo_off_for_user_data(tmp_path, tiny_config):
+    raw, truth = tmp_path / "demo", tmp_path / "truth"
+    write_simulation(tiny_config, raw, truth)  # a demo from an earlier run
+    config = parse_config(_demo_params(tmp_path / "acme"))
+    assert run_simulate(config, raw_dir=raw, truth_dir=truth) is None
+    for target in (raw, truth):
+        assert [p.name for p in target.iterdir()] == [DEMO_MARKER], target
+        assert str(tmp_path / "acme") in (target / DEMO_MARKER).read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "truth"], "no temp dirs left"
+    rows = run_simulate(config, raw_dir=raw, truth_dir=truth, force=True)
+    assert rows is not None and rows["accounts"] == 40
+    assert not (raw / DEMO_MARKER).exists() and not (truth / DEMO_MARKER).exists()
+
+
+def test_run_simulate_rejects_bad_settings_before_writing(tmp_path):
+    raw, truth = tmp_path / "raw", tmp_path / "truth"
+    with pytest.raises(ConfigError, match="n_accounts"):
+        run_simulate(parse_config(_demo_params(raw)), raw_dir=raw, truth_dir=truth, n_accounts=0)
+    user_data = parse_config(_demo_params(tmp_path / "acme"))
+    with pytest.raises(ConfigError, match="separate directories"):
+        run_simulate(user_data, raw_dir=raw, truth_dir=raw / "truth")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_realism_summary_is_a_flat_dict_of_floats(small, small_config):

@@ -77,9 +77,7 @@ class SimulationConfig:
         )
 
     def __post_init__(self) -> None:
-        problems = [
-            problem for name in ("start_date", "as_of_date") for problem in self._date(name)
-        ]
+        problems = [p for p in map(self._normalise_date, ("start_date", "as_of_date")) if p]
         if not problems:
             problems += _rule_problems(SimulateSection, self._values(SimulateSection.model_fields))
             problems += _rule_problems(BaseSection, self._values(_BASE_KEYS))
@@ -91,12 +89,12 @@ class SimulationConfig:
                     f"after start_date ({self.start_date})"
                 )
             if self.seed >= 2**63:
-                problems.append(f"seed must be below 2**63, got {self.seed}")
+                problems.append(f"seed must fit a 64-bit integer, got {self.seed}")
         if problems:
-            raise ConfigError("Invalid SimulationConfig: " + "; ".join(problems))
+            raise ConfigError("Invalid simulation settings: " + "; ".join(problems))
 
-    def _date(self, name: str) -> list[str]:
-        """Normalise a date field in place; the problem with it, if any."""
+    def _normalise_date(self, name: str) -> str | None:
+        """Turn an ISO string or a datetime into a date, in place; the problem, if any."""
         value = getattr(self, name)
         if isinstance(value, datetime):
             object.__setattr__(self, name, value.date())
@@ -104,10 +102,10 @@ class SimulationConfig:
             try:
                 object.__setattr__(self, name, date.fromisoformat(value))
             except ValueError:
-                return [f"{name}: not an ISO date: {value!r}"]
+                return f"{name}: not an ISO date: {value!r}"
         elif not isinstance(value, date):
-            return [f"{name}: expected a date, got {value!r}"]
-        return []
+            return f"{name}: expected a date, got {value!r}"
+        return None
 
     def _values(self, names: Any) -> dict[str, Any]:
         return {name: getattr(self, name) for name in names}

@@ -80,6 +80,7 @@ def _add_months(start: date, day: np.ndarray, months: np.ndarray) -> np.ndarray:
 
 
 def _base_churn_logit(segment: np.ndarray, term_months: np.ndarray) -> np.ndarray:
+    """Log-odds of an average account churning at the end of a term of this length."""
     annual = np.array([p.annual_churn for p in PROFILES])[segment]
     per_term = 1.0 - (1.0 - annual) ** (term_months / 12.0)
     return logit(per_term) + _CHURN_CALIBRATION[segment]
@@ -133,6 +134,8 @@ def churn_logit(
 
 @dataclass(frozen=True)
 class Contracts:
+    """Every contract term, sorted by account and start, with its renewal decision."""
+
     account: np.ndarray
     start_day: np.ndarray
     end_day: np.ndarray
@@ -148,6 +151,8 @@ class Contracts:
 
 
 def simulate_contracts(config: SimulationConfig, world: World) -> Contracts:
+    """Chain each account's terms from its creation: decide every term that ends before as_of,
+    renew the survivors (seats and price move with health), until no account is left."""
     rng = random_stream(config.seed, "contracts")
     n = world.n_accounts
     n_days = world.n_days

@@ -60,10 +60,10 @@ logger = logging.getLogger(__name__)
 def simulate_entities(config: SimulationConfig) -> dict[str, pd.DataFrame]:
     """Simulate every raw table except ``usage_events``, plus the ground truth.
 
-    Returns the raw tables under their table names (see ``RAW_TABLE_SCHEMAS``) and the ground
-    truth under ``truth_renewal_decisions`` and ``truth_accounts``. Pure: the same config gives
-    identical frames. Usage events come separately from ``iter_usage_event_chunks`` because
-    they do not fit in memory at scale.
+    Returns the raw tables under the contract's table names and the ground truth under
+    ``truth_renewal_decisions`` and ``truth_accounts``. Pure: the same config gives identical
+    frames. Usage events come separately from ``iter_usage_event_chunks`` because they do not
+    fit in memory at scale.
     """
     world = build_world(config)
     n = world.n_accounts

@@ -26,6 +26,8 @@ from pipeline.stages.simulate.world import DAY_US, HOUR_US, ONBOARDING, TRAINING
 
 @dataclass(frozen=True)
 class Users:
+    """Every user ever created, sorted by account and creation."""
+
     account: np.ndarray  # int64 account index, sorted
     created_us: np.ndarray
     end_us: np.ndarray  # deactivation, or the as_of instant when still active
@@ -34,6 +36,7 @@ class Users:
 
 
 def simulate_users(config: SimulationConfig, world: World, contracts: Contracts) -> Users:
+    """Initial users invited over onboarding, users for seats added at renewals, turnover."""
     rng = random_stream(config.seed, "users")
     n = world.n_accounts
     account_end = account_end_us(world, contracts)
@@ -122,6 +125,7 @@ class UserTraits:
 
 
 def user_traits(config: SimulationConfig, n_users: int) -> UserTraits:
+    """The hidden traits of users 0..n_users-1, in the order of the users table."""
     rng = random_stream(config.seed, "user_traits")
     return UserTraits(
         # moderate spread: a 5-user account's activity must mostly reflect the account, not
@@ -162,6 +166,7 @@ def user_activity_window(
 def simulate_trainings(
     config: SimulationConfig, world: World, users: Users, traits: UserTraits
 ) -> dict[str, np.ndarray]:
+    """Onboarding course soon after first use, advanced courses later, by training dimension."""
     rng = random_stream(config.seed, "trainings")
     n_users = users.account.size
     rows = np.arange(n_users)

@@ -46,6 +46,7 @@ def account_periods(world: World, account_end_us: np.ndarray) -> dict[str, np.nd
 def simulate_tickets(
     config: SimulationConfig, world: World, contracts: Contracts, cells: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
+    """Tickets per live cell; response and resolution times against the SLA by support."""
     rng = random_stream(config.seed, "tickets")
     acct, lo, span = cells["account"], cells["lo"], cells["span"]
     seg = world.segment[acct].astype(np.int64)
@@ -97,6 +98,7 @@ def simulate_tickets(
 def simulate_touchpoints(
     config: SimulationConfig, world: World, cells: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
+    """CSM calls, meetings, QBRs and exec contacts per live cell, thinned by the relationship."""
     rng = random_stream(config.seed, "touchpoints")
     acct, lo, span = cells["account"], cells["lo"], cells["span"]
     seg = world.segment[acct].astype(np.int64)

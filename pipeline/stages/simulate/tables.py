@@ -153,6 +153,7 @@ def write_simulation(
 def _write_usage_events(
     config: SimulationConfig, entities: dict[str, pd.DataFrame], out_dir: Path, *, progress: bool
 ) -> int:
+    """Write usage_events part by part as chunks come; returns the rows written."""
     out_dir.mkdir()
     schema = RAW_TABLE_SCHEMAS["usage_events"]
     n_chunks = -(-int(config.n_accounts) // int(config.events_chunk_accounts))

@@ -114,6 +114,7 @@ def _usage_chunk(
     account_ids: pa.Array,
     user_ids: pa.Array,
 ) -> pd.DataFrame:
+    """The usage rows of the users ``rows`` (all of one chunk of accounts), from ``rng``."""
     n_periods = world.health.shape[1]
     first_day, end_day, dormant = user_activity_window(
         world, acct, created_us, end_us, traits, rows

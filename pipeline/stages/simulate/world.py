@@ -24,7 +24,6 @@ from pipeline.stages.simulate.streams import random_stream
 from pipeline.stages.simulate.vocabulary import INDUSTRIES, REGIONS, TROUBLES
 
 # The clock: offsets are microseconds (or days) since start_date; health moves per period.
-
 PERIOD_DAYS = 30
 DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
@@ -143,6 +142,7 @@ class World:
 
 
 def build_world(config: SimulationConfig) -> World:
+    """Draw every account's creation, segment, region, industry, health path and trouble."""
     rng = random_stream(config.seed, "world")
     n = int(config.n_accounts)
     n_days = config.n_days
