@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.registry import build_registry
+from features.definitions import registry_for
 from pipeline.core.config import Config, load_config
 from pipeline.modeling.design import design_matrix
 from pipeline.modeling.explain import reason_codes, shap_values
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     as_of = config.base.as_of_date
     weeks = weeks_to_score(as_of, settings.trend_weeks)
     model = load_model(args.models)
-    registry = {f.name: f for f in build_registry(config.features.windows)}
+    registry = {f.name: f for f in registry_for(config)}
     features = [registry[n] for n in model.feature_names]
     demo = pd.read_parquet(args.features)
     print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")

@@ -41,8 +41,9 @@ class Statement:
     def join_clause(self) -> str:
         """The LEFT JOIN that attaches this view to the snapshot rows (alias `s`)."""
         assert self.alias is not None, f"view {self.name} is not joined into the feature table"
-        on = self.join_on or (
-            f"{self.alias}.account_id = s.account_id AND {self.alias}.snapshot_date = s.snapshot_date"
+        a = self.alias
+        on = (
+            self.join_on or f"{a}.account_id = s.account_id AND {a}.snapshot_date = s.snapshot_date"
         )
         return f"LEFT JOIN {self.name} AS {self.alias} ON {on}"
 

@@ -512,9 +512,10 @@ def score(
 def registry(params_path: ParamsOption = DEFAULT_PARAMS) -> None:
     """Print the feature registry (every feature, its meaning and play) as Markdown."""
     config = _config(params_path)
-    from features.registry import build_registry, registry_markdown
+    from features.definitions import registry_for
+    from features.registry import registry_markdown
 
-    typer.echo(registry_markdown(build_registry(config.features.windows)), nl=False)
+    typer.echo(registry_markdown(registry_for(config)), nl=False)
 
 
 @app.command()

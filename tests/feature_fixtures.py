@@ -45,6 +45,12 @@ SETTINGS = FeatureSettings(
     label_horizon_days=365,
     renewal_grace_days=30,
     as_of_day=day_number(AS_OF.date()),
+    # the named settings the hand-computed values assume (params.yaml's defaults)
+    onboarding_days=90,
+    activation_days=(30, 60, 90),
+    stickiness_days=30,
+    qbr_window_days=90,
+    detractor_max_score=6,
 )
 
 MATURE, NO_USAGE, YOUNG, SUPPORT = "mature", "no_usage", "young", "support"

@@ -45,7 +45,7 @@ def test_config_is_frozen_and_with_as_of_returns_a_new_one():
     [
         (lambda p: p["train"]["lightgbm"].update(learnign_rate=0.1), "did you mean learning_rate?"),
         (lambda p: p.update(scor={}), "scor: unknown key; did you mean score?"),
-        (lambda p: p["features"].update(windows=[]), "features.windows: needs at least one number of days"),
+        (lambda p: p["features"].update(windows=[]), "features.windows: needs at least one"),
         (lambda p: p["features"].update(windows=[30, -1]), "features.windows.1"),
         (lambda p: p["features"].update(snapshot_cadence="daily"), "monthly, weekly or Nd"),
         (lambda p: p["features"].update(engine="polars"), "features.engine"),

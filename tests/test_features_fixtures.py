@@ -1,9 +1,10 @@
 """Feature values on the hand-made fixture, each worked out by hand from the documented semantics.
 
-The semantics (features/definitions.py): a snapshot t is the instant t 00:00 UTC; a feature
-reads rows strictly before t; the last w days are [t - w days, t); trends compare that window
-with [t - 2w days, t - w days). The expected values below are literals with the arithmetic in
-a comment; none was copied from the code's output.
+The semantics (features/base.py and the family modules in features/families/): a snapshot t is
+the instant t 00:00 UTC; a feature reads rows strictly before t; the last w days are
+[t - w days, t); trends compare that window with [t - 2w days, t - w days). The expected
+values below are literals with the arithmetic in a comment; none was copied from the code's
+output.
 
 Main snapshot t = 2024-06-01. Its window edges: t - 30d = 2024-05-02, t - 60d = 2024-04-02,
 t - 90d = 2024-03-03, t - 180d = 2023-12-04. The rows are in tests/feature_fixtures.py.
@@ -433,7 +434,8 @@ def _mismatches(row: pd.Series, expected: dict[str, object]) -> list[str]:
 
 
 def test_every_feature_has_a_hand_computed_value():
-    names = {f.name for f in build_registry(SETTINGS.windows)}
+    """A feature added to a family without its value here fails, whichever family it is in."""
+    names = {f.name for f in build_registry(SETTINGS.windows, settings=SETTINGS)}
     names |= {"contract_id", "renewal_date", "churned"}
     for account in ACCOUNTS:
         covered = [name for family in EXPECTED.values() for name in family[account]]

@@ -101,7 +101,7 @@ def build_features(
         raise FeatureError(f"required tables missing from interim data: {missing_required}")
     if not dates:
         raise FeatureError("no snapshot dates to compute features for")
-    registry = build_registry(settings.windows)
+    registry = build_registry(settings.windows, settings=settings)
     usable = available(registry, tables_present)
     for name in sorted(tables_present):
         engine.register_parquet(name, interim_path(interim_dir, name))

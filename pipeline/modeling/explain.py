@@ -276,7 +276,7 @@ def reason_codes(
             if col < 0:
                 continue
             feature = by_name[names[col]]
-            title = FAMILIES[feature.family]["title"]
+            title = FAMILIES[feature.family].title
             described = describe_driver(feature, value_rows[i, col], segment_rows[i], norms.texts)
             texts.append(f"{title}: {described}")
             if feature.play and feature.play not in row_plays:

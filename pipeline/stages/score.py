@@ -541,7 +541,7 @@ def run_score(
     model, source, version = load_model_ref(
         model_ref, tracking_uri=tracking_uri, mlflow_run=mlflow_run
     )
-    registry = build_registry(feature_cfg.windows)
+    registry = build_registry(feature_cfg.windows, settings=feature_cfg)
     usable = available(registry, tables)
     check_feature_schema(
         [f.name for f in usable], model.schema, registry=registry, tables_present=tables

@@ -16,7 +16,8 @@ from pathlib import Path
 import lightgbm as lgb
 import pandas as pd
 
-from features.registry import Feature, build_registry
+from features.definitions import registry_for
+from features.registry import Feature
 from pipeline.core.config import Config
 from pipeline.core.errors import TrainingError
 from pipeline.core.labels import LABEL, LabelRule, labelled, purge_overlap
@@ -171,7 +172,7 @@ def run_train(config: Config, features_path: Path, models_dir: Path) -> TrainedM
     """The train stage's edge: the feature table in, the model directory out."""
     cfg = config.train
     table = pd.read_parquet(Path(features_path))
-    registry = build_registry(config.features.windows)
+    registry = registry_for(config)
     features = [f for f in registry if f.name in table.columns]
     model = train_model(
         table,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from features.definitions import registry_for
 from pipeline.core.atomic import atomic_path
 from pipeline.core.config import Config
 from pipeline.core.errors import ReportError
@@ -92,7 +93,8 @@ def run_report(
 ) -> ReportContext:
     """The report stage's edge: read the inputs, build the page, write it atomically.
 
-    Reads `report` (how much the page shows), `features.windows` (the signals' plain names),
+    Reads `report` (how much the page shows), the feature declarations (the signals' plain
+    names),
     the label rule (`features.label_horizon_days`, `base.renewal_grace_days`) for the model
     card and `evaluate.capacity_per_csm` for the trust section: the keys dvc.yaml lists.
     """
@@ -103,7 +105,7 @@ def run_report(
         backtest_path=backtest_path,
         feature_summary_path=feature_summary_path,
         models_dir=models_dir,
-        windows=config.features.windows,
+        registry=registry_for(config),
         label_horizon_days=config.features.label_horizon_days,
         renewal_grace_days=config.base.renewal_grace_days,
         capacity_per_csm=config.evaluate.capacity_per_csm,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.registry import Feature, build_registry
+from features.registry import Feature
 from pipeline.core.errors import ChurnError, ReportError
 from pipeline.core.layout import (
     ACCOUNTS_FILE,
@@ -197,15 +197,15 @@ def load_inputs(
     backtest_path: Path,
     feature_summary_path: Path,
     models_dir: Path,
-    windows: Sequence[int],
+    registry: Sequence[Feature],
     label_horizon_days: int,
     renewal_grace_days: int,
     capacity_per_csm: int | None = None,
 ) -> ReportInputs:
     """Read every input the page needs; a missing one is named with the command that makes it.
 
-    `windows` rebuild the feature registry the lists were scored with, so the page describes
-    each signal in the same plain words as the CSM lists.
+    `registry` is the feature registry the lists were scored with (from the same settings), so
+    the page describes each signal in the same plain words as the CSM lists.
     """
     curves = {}
     for name in CURVES:
@@ -220,7 +220,7 @@ def load_inputs(
         feature_summary=_read_json(feature_summary_path, "run `churn features` first"),
         training_info=_training_info(models_dir),
         curves=curves,
-        registry=build_registry(windows),
+        registry=list(registry),
         label_horizon_days=int(label_horizon_days),
         renewal_grace_days=int(renewal_grace_days),
         capacity_per_csm=capacity_per_csm,

@@ -97,7 +97,7 @@ class Metric:
 
 def family_title(family: str) -> str:
     """A feature family's plain-language title ('support' -> 'Support and SLA breaches')."""
-    return str(FAMILIES.get(family, {}).get("title", family))
+    return FAMILIES[family].title if family in FAMILIES else family
 
 
 def lower_first(text: str) -> str:
