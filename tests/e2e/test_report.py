@@ -45,7 +45,7 @@ from pipeline.stages.report import (
 )
 from tests.chromium import Browser, chromium_binary, evaluate, full_page_screenshot, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = build_registry((30, 90))
 HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
 runner = CliRunner()

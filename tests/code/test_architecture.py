@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.core.layout import LAYOUT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "pipeline"
 EDGES = {"pipeline.cli", "pipeline.__main__"}  # the wiring: may import every stage
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.test_evaluate import REQUIRED_KEYS
+from tests.model.test_evaluate import REQUIRED_KEYS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ from pathlib import Path
 from features.registry import build_registry, registry_markdown
 from pipeline.data.contract import TABLES, contract_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_data_contract_doc_matches_the_code():

@@ -15,7 +15,7 @@ from pipeline.cli import app
 from tests.conftest import write_dir
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _params(tmp_path, source, **ingest) -> str:
