@@ -508,22 +508,56 @@ def score(
         _fail(err)
 
 
+def _emit(markdown: str, marker: str, write: Path | None) -> None:
+    """Print generated Markdown, or replace its block in a doc (between the markers)."""
+    if write is None:
+        typer.echo(markdown, nl=False)
+        return
+    from pipeline.core.atomic import atomic_path
+
+    begin, end = f"<!-- BEGIN GENERATED: {marker} -->\n", "<!-- END GENERATED -->"
+    text = write.read_text(encoding="utf-8") if write.is_file() else ""
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        raise ConfigError(f"{write} has no '{begin.strip()}' ... '{end}' block to regenerate")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    with atomic_path(write) as tmp:
+        tmp.write_text(head + begin + markdown + end + tail, encoding="utf-8")
+    log.info("regenerated the %s block of %s", marker, write)
+
+
+WriteDocOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--write",
+        help="Regenerate the generated block of this doc (e.g. docs/features.md) instead of "
+        "printing.",
+    ),
+]
+
+
 @app.command()
-def registry(params_path: ParamsOption = DEFAULT_PARAMS) -> None:
+def registry(params_path: ParamsOption = DEFAULT_PARAMS, write: WriteDocOption = None) -> None:
     """Print the feature registry (every feature, its meaning and play) as Markdown."""
     config = _config(params_path)
     from features.definitions import registry_for
     from features.registry import registry_markdown
 
-    typer.echo(registry_markdown(registry_for(config)), nl=False)
+    try:
+        _emit(registry_markdown(registry_for(config)), "churn registry", write)
+    except ChurnError as err:
+        _fail(err)
 
 
 @app.command()
-def contract() -> None:
+def contract(write: WriteDocOption = None) -> None:
     """Print the data contract (tables, columns, rules) as Markdown."""
     from pipeline.data.contract import contract_markdown
 
-    typer.echo(contract_markdown(), nl=False)
+    try:
+        _emit(contract_markdown(), "churn contract", write)
+    except ChurnError as err:
+        _fail(err)
 
 
 @app.command()

@@ -14,7 +14,9 @@ def test_data_contract_doc_matches_the_code():
     doc = (ROOT / "docs" / "data-contract.md").read_text()
     begin = "<!-- BEGIN GENERATED: churn contract -->\n"
     generated = doc.split(begin, 1)[1].split("<!-- END GENERATED -->", 1)[0]
-    assert generated == contract_markdown(), "regenerate with: churn contract"
+    assert generated == contract_markdown(), (
+        "regenerate with: churn contract --write docs/data-contract.md"
+    )
     for name, spec in TABLES.items():
         assert f"### `{name}`" in generated
         for column in spec.column_names:
@@ -26,6 +28,34 @@ def test_features_doc_matches_the_registry():
     generated = doc.split("<!-- BEGIN GENERATED: churn registry -->\n", 1)[1]
     generated = generated.split("<!-- END GENERATED -->", 1)[0]
     registry = build_registry((30, 90))
-    assert generated == registry_markdown(registry), "regenerate with: churn registry"
+    assert generated == registry_markdown(registry), (
+        "regenerate with: churn registry --write docs/features.md"
+    )
     for feature in registry:
         assert f"| `{feature.name}` |" in generated
+
+
+def test_the_generated_blocks_are_rewritten_in_place(tmp_path):
+    """`churn registry --write` replaces only its block, so the doc is regenerated, not edited."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    doc = tmp_path / "features.md"
+    doc.write_text(
+        "intro\n<!-- BEGIN GENERATED: churn registry -->\nstale\n<!-- END GENERATED -->\nend\n"
+    )
+    result = CliRunner().invoke(
+        app, ["registry", "--params", str(ROOT / "params.yaml"), "--write", str(doc)]
+    )
+    assert result.exit_code == 0, result.output
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("<!-- END GENERATED -->\nend\n")
+    assert registry_markdown(build_registry((30, 90))) in text and "stale" not in text
+    doc.write_text("no markers here\n")
+    result = CliRunner().invoke(
+        app, ["registry", "--params", str(ROOT / "params.yaml"), "--write", str(doc)]
+    )
+    assert (
+        result.exit_code == 2 and "no '<!-- BEGIN GENERATED: churn registry -->'" in result.output
+    )
