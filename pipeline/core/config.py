@@ -87,15 +87,54 @@ class SimulateSection(Section):
 # --- ingest ------------------------------------------------------------------------------------
 
 
+class ColumnBounds(Section):
+    """Plausible range of a numeric column (overrides the contract's bound where set)."""
+
+    min: Float | None = None
+    max: Float | None = None
+
+
 class IngestSection(Section):
-    """Where raw data lives and how its names map onto the data contract."""
+    """Where raw data lives, how its names and values map onto the data contract, and how much
+    bad input a run may quarantine before it stops."""
 
     source: Str = "data/raw/demo"
     schema_: Str | None = Field(default=None, alias="schema")
     table_map: dict[Str, Str] = Field(default_factory=dict)
     column_map: dict[Str, dict[Str, Str]] = Field(default_factory=dict)
+    # {table: {column: {their_value: contract_value}}}, applied before validation.
+    value_map: dict[Str, dict[Str, dict[Str, Str]]] = Field(default_factory=dict)
+    # A table whose quarantined share is above this stops the run (raise it knowingly).
+    max_quarantine_share: Share = 0.01
+    # Text encoding of CSV files (e.g. "utf-8", "cp1252", "latin-1").
+    encoding: Str = "utf-8"
+    # A text field longer than this is quarantined (a broken quote merges rows into one field).
+    max_text_chars: PositiveInt = 2000
+    # {table: {column: {min, max}}}: plausible ranges that override the contract's.
+    bounds: dict[Str, dict[Str, ColumnBounds]] = Field(default_factory=dict)
     naive_timezone: Str | None = None
     batch_rows: PositiveInt = 1_000_000
+
+    @field_validator("value_map", "column_map", "bounds", "table_map")
+    @classmethod
+    def _contract_tables(cls, value: dict) -> dict:
+        from pipeline.data.contract import TABLES  # the contract names the tables
+
+        unknown = sorted(set(value) - set(TABLES))
+        if unknown:
+            raise ValueError(f"unknown tables {unknown}; the contract's are {sorted(TABLES)}")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError as err:
+            raise ValueError(f"unknown text encoding {value!r}") from err
+        return value
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -101,6 +101,11 @@ def _strictly_later(later: str, earlier: str) -> Callable[[pd.DataFrame], pd.Ser
     return valid
 
 
+# A source may add this column to the frames it yields: a reason code (e.g. "ragged_row") for
+# a record it could not parse. Validation quarantines such rows with that reason, so a broken
+# record is counted, never silently dropped or merged into its neighbour.
+PARSE_ERROR = "_parse_error"
+
 SEGMENTS = ("smb", "mid_market", "enterprise")
 USER_ROLES = ("admin", "member", "viewer")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
