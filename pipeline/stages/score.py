@@ -195,6 +195,62 @@ def check_feature_schema(
     )
 
 
+def features_without_data(
+    model_features: list[str], registry: list[Feature], tables_present: set[str]
+) -> dict[str, list[str]]:
+    """Optional table -> the model's features that need it, for tables absent or empty now.
+
+    A weekly export can miss an optional table (the NPS tool's export failed, a table came out
+    empty). Refusing to score would stop every CSM's list; instead those features are scored as
+    missing, which the model has seen (accounts without survey answers, without tickets), and a
+    data warning says so. Features missing for any other reason still fail the schema guard.
+    """
+    by_name = {f.name: f for f in registry}
+    out: dict[str, list[str]] = {}
+    for name in model_features:
+        feature = by_name.get(name)
+        if feature is None or set(feature.tables) <= tables_present:
+            continue
+        for table in sorted(set(feature.tables) - tables_present):
+            out.setdefault(table, []).append(name)
+    return out
+
+
+def with_missing_features(
+    table: pd.DataFrame, without_data: dict[str, list[str]], by_name: dict[str, Feature]
+) -> pd.DataFrame:
+    """The feature table with the features of absent tables added as missing values."""
+    names = sorted({n for ns in without_data.values() for n in ns} - set(table.columns))
+    if not names:
+        return table
+    missing = {
+        n: pd.Series(pd.NA, index=table.index, dtype="string")
+        if by_name[n].dtype == "category"
+        else pd.Series(np.nan, index=table.index, dtype="float64")
+        for n in names
+    }
+    return table.assign(**missing)
+
+
+def missing_table_warnings(without_data: dict[str, list[str]], report: dict) -> list[dict]:
+    """One data warning per optional table the model needs and this week's data lacks."""
+    out = []
+    for table, names in sorted(without_data.items()):
+        status = report.get("tables", {}).get(table, {}).get("status", "absent")
+        out.append(
+            {
+                "kind": "missing_table",
+                "table": table,
+                "status": status,
+                "features": names,
+                "message": f"table {table} is {status} in this week's data: the model's "
+                f"{len(names)} features from it are scored as missing, so these scores lean on "
+                "the other feature families; restore the export, or retrain without the table",
+            }
+        )
+    return out
+
+
 def risk_bands(probability: np.ndarray, *, high: float, medium: float) -> pd.Series:
     """'high' at or above `high`, 'medium' at or above `medium`, else 'low'."""
     p = np.asarray(probability, dtype=float)
@@ -543,9 +599,9 @@ def run_score(
     )
     registry = build_registry(feature_cfg.windows, settings=feature_cfg)
     usable = available(registry, tables)
-    check_feature_schema(
-        [f.name for f in usable], model.schema, registry=registry, tables_present=tables
-    )
+    without_data = features_without_data(model.feature_names, registry, tables)
+    scorable = [f.name for f in usable] + sorted(n for ns in without_data.values() for n in ns)
+    check_feature_schema(scorable, model.schema, registry=registry, tables_present=tables)
     by_name = {f.name: f for f in registry}
     features = [by_name[n] for n in model.feature_names]
 
@@ -554,14 +610,17 @@ def run_score(
         built = compute_features(config, interim_dir, tables, weeks, settings=feature_cfg)
     except FeatureError as err:
         raise ScoringError(str(err)) from err
-    check_feature_schema([f.name for f in built.features], model.schema, registry=registry)
+    table = with_missing_features(built.table, without_data, by_name)
+    check_feature_schema(
+        [f.name for f in built.features] + sorted(n for ns in without_data.values() for n in ns),
+        model.schema,
+        registry=registry,
+    )
 
     accounts = pd.read_parquet(interim_path(interim_dir, "accounts"))
     csms_path = interim_path(interim_dir, "csms")
     csms = pd.read_parquet(csms_path) if "csms" in tables and csms_path.is_file() else None
-    result = score_accounts(
-        built.table, model, features, accounts, csms, as_of=as_of, settings=settings
-    )
+    result = score_accounts(table, model, features, accounts, csms, as_of=as_of, settings=settings)
 
     warnings = source_warnings(
         report,
@@ -569,6 +628,11 @@ def run_score(
         as_of=as_of,
         stale_after_days=settings.stale_after_days,
     )
+    # An empty table the model needs is reported once, as missing: the same as an absent one.
+    warnings = [
+        w for w in warnings if not (w["kind"] == "empty_table" and w["table"] in without_data)
+    ]
+    warnings += missing_table_warnings(without_data, report)
     drift = None
     reference = (
         training_reference(reference_features, model) if reference_features is not None else None

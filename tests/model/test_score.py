@@ -15,6 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from features.registry import build_registry
 from pipeline.cli import app
 from pipeline.core.errors import ConfigError, ScoringError
 from pipeline.core.hashing import dvc_dir_hash
@@ -22,6 +23,7 @@ from pipeline.modeling.store import parse_model_uri
 from pipeline.monitoring import drift_warnings, psi, source_warnings
 from pipeline.stages.score import (
     check_feature_schema,
+    features_without_data,
     risk_bands,
     run_score,
     score_settings,
@@ -385,3 +387,60 @@ def test_model_from_the_mlflow_registry_alias(scored_demo, tmp_path, monkeypatch
     assert np.array_equal(model.predict(reference), local.predict(reference))
     with pytest.raises(ScoringError, match="cannot load"):
         load_scoring_model("models:/churn-test@nobody", tracking_uri=uri)
+
+
+def _without_table(interim, target, table: str, *, empty: bool) -> None:
+    """A copy of the validated tables where `table` came out empty (or not at all) this week."""
+    shutil.copytree(interim, target)
+    report = json.loads((target / "validation_report.json").read_text())
+    path = target / f"{table}.parquet"
+    if empty:
+        pq.write_table(pq.read_table(path).slice(0, 0), path)
+    else:
+        path.unlink()
+    report["tables"][table]["status"] = "empty" if empty else "absent"
+    (target / "validation_report.json").write_text(json.dumps(report))
+
+
+def test_an_empty_or_absent_optional_table_still_gives_every_csm_a_list(scored_demo, tmp_path):
+    """The NPS export failed this week: scoring goes on with those features missing (as for an
+    account without answers), says so in one data warning, and empty behaves as absent."""
+    results = {}
+    for name, empty in (("empty", True), ("absent", False)):
+        interim = tmp_path / f"interim_{name}"
+        _without_table(scored_demo["interim"], interim, "nps_responses", empty=empty)
+        manifest = run_score(
+            scored_demo["config"],
+            as_of=None,
+            interim_dir=interim,
+            model_ref=str(scored_demo["models"]),
+            reference_features=scored_demo["features"],
+            mlflow_run=None,
+            out_dir=tmp_path / name,
+        )
+        missing = [w for w in manifest.warnings if w["kind"] == "missing_table"]
+        assert [w["table"] for w in missing] == ["nps_responses"]
+        assert set(missing[0]["features"]) >= {"latest_nps", "nps_detractor"}
+        assert not [
+            w
+            for w in manifest.warnings
+            if w["kind"] == "empty_table" and w["table"] == "nps_responses"
+        ]
+        assert manifest.n_listed > 0 and manifest.csms
+        accounts = pd.read_parquet(tmp_path / name / "accounts.parquet")
+        features = pd.read_parquet(tmp_path / name / "features.parquet")
+        assert features["latest_nps"].isna().all()
+        results[name] = accounts.set_index("account_id")["probability"]
+    pd.testing.assert_series_equal(results["empty"], results["absent"])
+    full = pd.read_parquet(scored_demo["out"] / "accounts.parquet").set_index("account_id")
+    assert (full["probability"] != results["absent"]).any()  # the missing answers do count
+
+
+def test_features_missing_for_other_reasons_still_stop_scoring():
+    """Only features whose optional table is absent are scored as missing: a model trained on
+    other windows still fails the schema guard."""
+    registry = build_registry([30, 90])
+    present = {"accounts", "contracts", "usage_events", "support_tickets"}
+    without = features_without_data(["latest_nps", "tickets_opened_90d"], registry, present)
+    assert without == {"nps_responses": ["latest_nps"]}
+    assert features_without_data(["active_users_60d"], registry, present) == {}
