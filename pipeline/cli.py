@@ -240,8 +240,13 @@ def features(
     interim: InterimOption = LAYOUT.interim,
     out: Annotated[Path, typer.Option(help="The feature table (Parquet).")] = LAYOUT.features,
     summary: Annotated[
-        Path, typer.Option(help="Coverage and distribution per feature (JSON).")
-    ] = LAYOUT.feature_summary,
+        Path | None,
+        typer.Option(
+            help="Coverage and distribution per feature (JSON); default "
+            "reports/feature_summary.json, or <out>.summary.json beside --out with --as-of, "
+            "so a one-date run never overwrites the training table's summary."
+        ),
+    ] = None,
     engine: Annotated[
         str | None, typer.Option(help="Override features.engine: duckdb or spark.")
     ] = None,
@@ -258,6 +263,12 @@ def features(
         if engine is not None and engine not in ("duckdb", "spark"):
             raise ConfigError(f"--engine must be duckdb or spark, not {engine!r}")
         day = parse_day(as_of).isoformat() if as_of is not None else None
+        if summary is None:
+            summary = LAYOUT.feature_summary if day is None else out.with_suffix(".summary.json")
+        if day is not None and out == LAYOUT.features:
+            raise ConfigError(
+                f"--as-of writes one date's features: give --out (not the training table {out})"
+            )
         result = run_features(config, interim, out, summary, engine_name=engine, single_date=day)
     except ChurnError as err:
         _fail(err)

@@ -148,10 +148,11 @@ def test_dvc_yaml_passes_the_cli_defaults(stage, command, args):
         if option == "--as-of":  # not a path: its default (None) means base.as_of_date
             assert default is None and value == str(as_of), stage
             continue
-        if default is None:  # dated folders: the default is the as-of week's folder
-            default = LAYOUT.lists_dir(as_of)
-            if option == "--truth":
-                default = LAYOUT.truth_decisions
+        if default is None:  # resolved in the command: the paths it resolves to by default
+            default = {
+                "--truth": LAYOUT.truth_decisions,
+                "--summary": LAYOUT.feature_summary,
+            }.get(option, LAYOUT.lists_dir(as_of))
         assert Path(value) == Path(str(default)), f"{stage} {option}: {value} != {default}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -131,3 +132,27 @@ def test_check_names_what_the_source_lacks(tmp_path, raw_tables, change, message
     result = runner.invoke(app, ["check", "--params", params])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_features_for_one_date_never_overwrite_the_training_summary(tmp_path, small_demo):
+    """`churn features --as-of D --out X` writes its summary beside X, and refuses to write
+    one date's table over the training table."""
+    interim, _, _ = small_demo
+    work = tmp_path / "work"
+    (work / "reports").mkdir(parents=True)
+    tracked = work / "reports" / "feature_summary.json"
+    tracked.write_text("{}")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(yaml.safe_load((ROOT / "params.yaml").read_text())))
+    args = ["features", "--params", str(params), "--interim", str(interim)]
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        result = runner.invoke(app, [*args, "--as-of", "2026-06-01", "--out", "week.parquet"])
+        refused = runner.invoke(app, [*args, "--as-of", "2026-06-01"])
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, result.output
+    assert tracked.read_text() == "{}"
+    assert json.loads((work / "week.summary.json").read_text())["snapshots"] == 1
+    assert refused.exit_code == 2 and "give --out" in refused.output
