@@ -53,6 +53,21 @@ class CsmEntry(_Model):
         return data
 
 
+class UnassignedList(_Model):
+    """Accounts with no known CSM: one list for whoever assigns the book (CS operations).
+
+    `by_reason` counts the whole unassigned book: `no_csm` (the export names none) and
+    `unknown_csm` (it names a CSM the csms table does not have).
+    """
+
+    csv: str
+    html: str
+    n_accounts: int = Field(ge=0, strict=True)
+    n_owned: int = Field(ge=0, strict=True)
+    arr_at_risk_listed: float = 0.0
+    by_reason: dict[str, int] = Field(default_factory=dict)
+
+
 class DriftEntry(_Model):
     feature: str
     psi: float | None
@@ -93,6 +108,7 @@ class ListsManifest(_Model):
     n_accounts: int
     n_listed: int
     n_unassigned: int
+    unassigned: UnassignedList | None = None
     arr_total: float
     expected_arr_at_risk: float
     risk_bands: RiskBandLimits

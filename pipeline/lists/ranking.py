@@ -34,34 +34,46 @@ def _check_ranking(capacity: int, rank_by: str) -> None:
         raise ListError(f"capacity must be a positive whole number of accounts, not {capacity!r}")
 
 
-def list_ranks(scored: pd.DataFrame, *, group: list[str], capacity: int, rank_by: str) -> pd.Series:
+def list_ranks(
+    scored: pd.DataFrame,
+    *,
+    group: list[str],
+    capacity: int,
+    rank_by: str,
+    unassigned: bool = False,
+) -> pd.Series:
     """Each row's rank on its list (1 = top), empty when it is not on one.
 
-    Lists are the groups of `group` (csm_id, or snapshot_date and csm_id); rows without a CSM
-    are on no list. Within a list: `rank_by` descending, missing scores last, ties broken by
-    account_id, so the same input always gives the same lists, in any row order.
+    Lists are the groups of `group` (csm_id, or snapshot_date and csm_id). Rows without a CSM
+    form one more list, the unassigned one, when `unassigned` is set, else they are on none.
+    Within a list: `rank_by` descending, missing scores last, ties broken by account_id, so the
+    same input always gives the same lists, in any row order.
     """
     _check_ranking(capacity, rank_by)
-    owned = scored[scored["csm_id"].notna()]
+    owned = scored if unassigned else scored[scored["csm_id"].notna()]
     ranked = owned.sort_values(
         [*group, rank_by, "account_id"],
         ascending=[True] * len(group) + [False, True],
         na_position="last",
         kind="stable",
     )
-    rank = ranked.groupby(group, sort=False).cumcount() + 1
+    rank = ranked.groupby(group, sort=False, dropna=False).cumcount() + 1
     rank = rank[rank <= capacity].astype("int64")
     return rank.reindex(scored.index).astype("Int64")
 
 
 def rank_lists(scored: pd.DataFrame, *, capacity: int, rank_by: str) -> pd.Series:
-    """This week's rank of each account on its CSM's list (1 = top), empty when not listed.
+    """This week's rank of each account on its list (1 = top), empty when not listed.
 
-    `scored` holds one row per account with account_id, csm_id and the `rank_by` column.
+    `scored` holds one row per account with account_id, csm_id (empty: no known CSM) and the
+    `rank_by` column. Accounts without a known CSM are ranked on the unassigned list, so they
+    are never dropped from the week's view.
     """
     if scored["account_id"].duplicated().any():
         raise ListError("scored accounts hold duplicate account_id values")
-    ranks = list_ranks(scored, group=["csm_id"], capacity=capacity, rank_by=rank_by)
+    ranks = list_ranks(
+        scored, group=["csm_id"], capacity=capacity, rank_by=rank_by, unassigned=True
+    )
     return ranks.rename("list_rank")
 
 

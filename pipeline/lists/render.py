@@ -311,7 +311,7 @@ def render_lists(
     `accounts` is the scored table (one row per account, with csm_id, csm_name, csm_email,
     list_rank and the list columns). A CSM gets files when they own at least one active
     account; each file holds only rows whose csm_id is theirs. Returns (relative path ->
-    bytes, manifest entries sorted by csm_id).
+    bytes, manifest entries sorted by csm_id, the unassigned list's entry or None).
     """
     owned = accounts["csm_id"].dropna().astype(str)
     n_owned = owned.value_counts()
@@ -360,4 +360,58 @@ def render_lists(
                 ),
             }
         )
-    return files, entries
+    unassigned = _unassigned_list(
+        accounts,
+        files,
+        stamp=stamp,
+        warnings=warnings,
+        rank_by=rank_by,
+        renewal_window_days=renewal_window_days,
+        template=template,
+    )
+    return files, entries, unassigned
+
+
+UNASSIGNED_STEM = "unassigned"  # at the lists root, beside csm/: no CSM id can collide
+
+
+def _unassigned_list(
+    accounts: pd.DataFrame,
+    files: dict[str, bytes],
+    *,
+    stamp: dict,
+    warnings: list[dict],
+    rank_by: str,
+    renewal_window_days: int,
+    template,
+) -> dict | None:
+    """The unassigned accounts' list (no CSM, or a CSM the csms table lacks), or None.
+
+    Never emailed to a CSM; it is for whoever assigns the book, and the report counts it.
+    """
+    book = accounts[accounts["csm_id"].isna()]
+    if book.empty:
+        return None
+    listed = book[book["list_rank"].notna()].sort_values(["list_rank", "account_id"])
+    records = listed.to_dict("records")
+    rows = list_rows(records, stamp, warnings)
+    files[f"{UNASSIGNED_STEM}.csv"] = list_csv(rows).encode("utf-8")
+    files[f"{UNASSIGNED_STEM}.html"] = list_html(
+        rows,
+        csm_name="Unassigned accounts",
+        n_owned=len(book),
+        stamp=stamp,
+        warnings=warnings,
+        rank_by=rank_by,
+        renewal_window_days=renewal_window_days,
+        template=template,
+    ).encode("utf-8")
+    reasons = book["assignment"].value_counts() if "assignment" in book else pd.Series()
+    return {
+        "csv": f"{UNASSIGNED_STEM}.csv",
+        "html": f"{UNASSIGNED_STEM}.html",
+        "n_accounts": len(rows),
+        "n_owned": len(book),
+        "arr_at_risk_listed": round(sum(float(r["expected_arr_at_risk"]) for r in records), 2),
+        "by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
+    }

@@ -71,6 +71,8 @@ ACCOUNT_COLUMNS = [
     "csm_id",
     "csm_name",
     "csm_email",
+    "assignment",
+    "exported_csm_id",
     "segment",
     "region",
     "industry",
@@ -280,19 +282,32 @@ def weeks_to_score(as_of: date, trend_weeks: int) -> list[date]:
 
 
 def _owners(accounts: pd.DataFrame, csms: pd.DataFrame | None) -> pd.DataFrame:
-    """account_id -> account_name, region, industry, csm_id, csm_name, csm_email."""
+    """account_id -> account_name, region, industry, csm_id, csm_name, csm_email, assignment.
+
+    An account whose csm_id names nobody in the csms table (when there is one) has no CSM to
+    act on it: its csm_id is emptied, so it goes to the unassigned list instead of a list that
+    nobody receives, and `exported_csm_id` keeps what the export said. `assignment` is
+    assigned, no_csm or unknown_csm. A missing account name falls back to the id.
+    """
     wanted = ["account_id", "account_name", "region", "industry", "csm_id"]
     owners = accounts.reindex(columns=wanted).astype("string")
     if owners["account_id"].duplicated().any():
         raise ScoringError("accounts table has duplicate account_id values")
+    owners["account_name"] = owners["account_name"].fillna(owners["account_id"])
+    owners["exported_csm_id"] = owners["csm_id"]
+    assignment = np.where(owners["csm_id"].isna().to_numpy(), "no_csm", "assigned").astype(object)
     if csms is not None and len(csms):
         people = csms.reindex(columns=["csm_id", "name", "email"]).astype("string")
         people = people.drop_duplicates("csm_id").rename(
             columns={"name": "csm_name", "email": "csm_email"}
         )
+        unknown = (owners["csm_id"].notna() & ~owners["csm_id"].isin(people["csm_id"])).to_numpy()
+        assignment[unknown] = "unknown_csm"
+        owners["csm_id"] = owners["csm_id"].mask(unknown)
         owners = owners.merge(people, on="csm_id", how="left", validate="many_to_one")
     else:
         owners = owners.assign(csm_name=pd.NA, csm_email=pd.NA)
+    owners["assignment"] = pd.array(assignment, dtype="string")
     owners["csm_name"] = owners["csm_name"].fillna(owners["csm_id"]).astype("string")
     owners["csm_email"] = owners["csm_email"].astype("string")
     return owners
@@ -377,6 +392,8 @@ def score_accounts(
             "csm_id": scored["csm_id"].astype("string"),
             "csm_name": now["account_id"].map(by_account["csm_name"]),
             "csm_email": now["account_id"].map(by_account["csm_email"]),
+            "assignment": now["account_id"].map(by_account["assignment"]),
+            "exported_csm_id": now["account_id"].map(by_account["exported_csm_id"]),
             "segment": now["segment"].astype("string"),
             "region": now["account_id"].map(by_account["region"]),
             "industry": now["account_id"].map(by_account["industry"]),
@@ -402,7 +419,15 @@ def score_accounts(
             **{c: reasons[c] for c in reasons.columns},
         }
     )
-    for column in ("account_name", "csm_name", "csm_email", "region", "industry"):
+    for column in (
+        "account_name",
+        "csm_name",
+        "csm_email",
+        "assignment",
+        "exported_csm_id",
+        "region",
+        "industry",
+    ):
         out[column] = out[column].astype("string")
     trend = weekly_trend(table, probability, weeks[-settings.trend_weeks :])
     shap_out = pd.concat([now[["account_id"]], shap], axis=1)
@@ -509,7 +534,7 @@ def render_outputs(
     manifest.json (stamps, warnings, one entry per CSM), accounts.parquet, shap.parquet,
     features.parquet, trend.csv and csm/<id>.csv|html. Nothing here depends on the clock.
     """
-    files, csm_entries = render_lists(
+    files, csm_entries, unassigned = render_lists(
         result.accounts,
         stamp=stamp,
         warnings=warnings,
@@ -530,6 +555,7 @@ def render_outputs(
         n_accounts=len(accounts),
         n_listed=int(accounts["on_list"].sum()),
         n_unassigned=int(accounts["csm_id"].isna().sum()),
+        unassigned=unassigned,
         arr_total=round(float(accounts["arr"].sum()), 2),
         expected_arr_at_risk=round(float(accounts["expected_arr_at_risk"].sum()), 2),
         risk_bands={"high": settings.high_risk, "medium": settings.medium_risk},

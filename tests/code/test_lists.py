@@ -46,11 +46,12 @@ def test_lists_rank_own_accounts_break_ties_by_id_and_cut_at_capacity():
             ("C", "C1", 1000.0, 0.1, 10),  # 100
             ("D", "C1", 10.0, 0.9, 10),  # 9: cut
             ("E", "C2", 10.0, 0.9, 10),
-            ("F", None, 1e6, 0.9, 10),  # no CSM: on no list
+            ("F", None, 1e6, 0.9, 10),  # no CSM: ranked on the unassigned list
+            ("G", None, 1e3, 0.95, 10),
         ]
     )
     ranks = rank_lists(frame, capacity=3, rank_by="expected_arr_at_risk")
-    assert ranks.astype(object).where(ranks.notna(), None).tolist() == [3, 2, 1, None, 1, None]
+    assert ranks.astype(object).where(ranks.notna(), None).tolist() == [3, 2, 1, None, 1, 1, 2]
     by_probability = rank_lists(frame, capacity=1, rank_by="probability")
     assert by_probability.astype(object).where(by_probability.notna(), None).tolist() == [
         None,
@@ -59,6 +60,7 @@ def test_lists_rank_own_accounts_break_ties_by_id_and_cut_at_capacity():
         1,
         1,
         None,
+        1,
     ]
 
 
@@ -139,7 +141,7 @@ def _hostile_accounts() -> pd.DataFrame:
 
 def test_hostile_names_are_defused_in_csv_and_escaped_in_html():
     warnings = [{"kind": "stale_table", "message": "<i>usage</i> is =stale"}]
-    files, entries = render_lists(
+    files, entries, _ = render_lists(
         _hostile_accounts(),
         stamp=STAMP,
         warnings=warnings,

@@ -444,3 +444,44 @@ def test_features_missing_for_other_reasons_still_stop_scoring():
     without = features_without_data(["latest_nps", "tickets_opened_90d"], registry, present)
     assert without == {"nps_responses": ["latest_nps"]}
     assert features_without_data(["active_users_60d"], registry, present) == {}
+
+
+def test_accounts_without_a_known_csm_are_scored_and_on_the_unassigned_list(scored_demo, tmp_path):
+    """No CSM in the export, or a CSM the csms table lacks: never dropped, never on a list
+    nobody receives; ranked on the unassigned list and counted by reason."""
+    interim = tmp_path / "interim"
+    shutil.copytree(scored_demo["interim"], interim)
+    path = interim / "accounts.parquet"
+    original = pq.read_table(path)
+    frame = original.to_pandas()
+    frame.loc[:9, "csm_id"] = None
+    frame.loc[10:19, "csm_id"] = "CSM_GHOST"
+    pq.write_table(pa.Table.from_pandas(frame, schema=original.schema), path)
+    manifest = run_score(
+        scored_demo["config"],
+        as_of=None,
+        interim_dir=interim,
+        model_ref=str(scored_demo["models"]),
+        reference_features=scored_demo["features"],
+        mlflow_run=None,
+        out_dir=tmp_path / "lists",
+    )
+    accounts = pd.read_parquet(tmp_path / "lists" / "accounts.parquet")
+    moved = set(frame.loc[:19, "account_id"])
+    scored_moved = accounts[accounts["account_id"].isin(moved)]
+    before = pd.read_parquet(scored_demo["out"] / "accounts.parquet")
+    active_moved = set(before["account_id"]) & moved
+    assert set(scored_moved["account_id"]) == active_moved and active_moved  # none dropped
+    assert len(accounts) == len(before)
+    ghosts = scored_moved[scored_moved["exported_csm_id"] == "CSM_GHOST"]
+    assert ghosts["csm_id"].isna().all() and (ghosts["assignment"] == "unknown_csm").all()
+    assert "CSM_GHOST" not in {e.csm_id for e in manifest.csms}
+    unassigned = manifest.unassigned
+    assert unassigned is not None and unassigned.n_owned == int(accounts["csm_id"].isna().sum())
+    assert set(unassigned.by_reason) <= {"no_csm", "unknown_csm"}
+    assert sum(unassigned.by_reason.values()) == unassigned.n_owned == manifest.n_unassigned
+    listed = pd.read_csv(tmp_path / "lists" / unassigned.csv, dtype=str)
+    capacity = scored_demo["config"].evaluate.capacity_per_csm
+    assert 0 < len(listed) == unassigned.n_accounts <= capacity
+    assert set(listed["account_id"]) <= set(accounts.loc[accounts["csm_id"].isna(), "account_id"])
+    assert (tmp_path / "lists" / unassigned.html).is_file()
