@@ -429,6 +429,44 @@ def test_page_is_self_contained_and_escapes_every_name():
     assert html.count("<figcaption>") == len(page.images)
 
 
+def test_page_counts_the_unassigned_accounts_and_points_to_their_list():
+    lists = tiny_lists()
+    first_three = lists.accounts.index < 3
+    accounts = lists.accounts.assign(
+        csm_id=lists.accounts["csm_id"].mask(first_three),
+        csm_name=pd.Series(lists.accounts["csm_name"], dtype="string").mask(first_three),
+    )
+    unassigned = {
+        "csv": "unassigned.csv",
+        "html": "unassigned.html",
+        "n_accounts": 2,
+        "n_owned": 3,
+        "by_reason": {"no_csm": 1, "unknown_csm": 2},
+    }
+    manifest = lists.manifest.model_copy(
+        update={
+            "n_unassigned": 3,
+            "unassigned": parse_manifest(
+                {**lists.manifest.model_dump(mode="json"), "unassigned": unassigned}
+            ).unassigned,
+        }
+    )
+    html = render_html(
+        build_report(
+            tiny_inputs(ListOutputs(manifest, accounts, lists.shap, lists.features, lists.trend)),
+            small_settings(),
+        )
+    )
+    page = parse_page(html)
+    marker = next(m for m in page.metrics if m["data-metric"] == "unassigned_accounts")
+    assert marker["data-value"] == "3" and marker["text"] == "3"
+    text = " ".join(html.split())
+    assert "1 with no CSM in the export, 2 whose CSM is not in the csms table" in text
+    assert "the 2 with the most expected ARR at risk are on the unassigned list" in text
+    assert "Unassigned" in text  # the By CSM table has their row
+    assert "unassigned_accounts" not in render_html(build_report(tiny_inputs(), small_settings()))
+
+
 def test_page_with_one_scored_week_says_the_trend_is_to_come():
     context = build_report(tiny_inputs(tiny_lists(weeks=1)), small_settings())
     assert "trend" not in context.figures

@@ -203,6 +203,7 @@ def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext
             ),
             "capacity_per_csm": manifest.capacity_per_csm,
             "rank_by": manifest.rank_by,
+            "unassigned": manifest.unassigned.model_dump() if manifest.unassigned else None,
         },
         trust={
             **trust_metrics(inputs.metrics, inputs.backtest),
