@@ -67,6 +67,8 @@ class DeclarationSettings:
     qbr_window_days: int = 90
     # NPS answers at or below this score are detractors.
     detractor_max_score: int = 6
+    # Modules that count as advanced (depth), as they occur in the data; the play names them.
+    advanced_modules: tuple[str, ...] = ()
 
     @property
     def max_window(self) -> int:
@@ -82,7 +84,6 @@ class DeclarationSettings:
 class FeatureSettings(DeclarationSettings):
     """All knobs of the feature definitions, unpacked from params.yaml at the edge."""
 
-    advanced_modules: tuple[str, ...]
     priority_weights: dict[str, float]
     label_horizon_days: int
     renewal_grace_days: int

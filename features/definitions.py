@@ -193,7 +193,7 @@ def settings_from_config(config: Config, as_of_day: int) -> FeatureSettings:
     rule = config.label_rule
     return FeatureSettings(
         windows=tuple(sorted(set(f.windows))),
-        advanced_modules=tuple(f.advanced_modules),
+        advanced_modules=tuple(f.advanced_modules or ()),
         priority_weights={str(k): float(v) for k, v in f.priority_weights.items()},
         label_horizon_days=int(rule.horizon_days),
         renewal_grace_days=int(rule.grace_days),
@@ -220,5 +220,6 @@ def registry_for(config: Config) -> list[Feature]:
         stickiness_days=int(f.stickiness_days),
         qbr_window_days=int(f.qbr_window_days),
         detractor_max_score=int(f.detractor_max_score),
+        advanced_modules=tuple(f.advanced_modules or ()),
     )
     return build_registry(settings.windows, settings=settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 PLAYS = {
     "adoption": "Run an adoption review: find inactive seats and show the team the modules they "
     "are not using yet.",
-    "advanced": "Offer a workshop on the advanced modules (automation, analytics, API).",
+    "advanced": "Offer a workshop on the product modules the account has not adopted yet.",
     "enablement": "Schedule an enablement session and enrol untrained users in the basics course.",
     "admin_training": "Get the account's admins certified: they train everyone else.",
     "support": "Review open tickets with the support lead and agree a recovery plan for breached "
@@ -23,3 +23,11 @@ PLAYS = {
     "renewal": "Start the renewal conversation now.",
     "none": "",
 }
+
+
+def advanced_play(modules: tuple[str, ...]) -> str:
+    """The depth play, naming the advanced modules the data has (never one it does not)."""
+    if not modules:
+        return PLAYS["advanced"]
+    names = ", ".join(m.replace("_", " ") for m in modules)
+    return f"Offer a workshop on the advanced modules ({names})."

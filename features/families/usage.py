@@ -6,7 +6,7 @@ Reads `user_day` (usage per account, user and UTC day, built in `features.defini
 from __future__ import annotations
 
 from features.base import DeclarationSettings, Feature, FeatureFamily, FeatureSettings, Statement
-from features.plays import PLAYS
+from features.plays import PLAYS, advanced_play
 from features.sql import ratio
 
 
@@ -115,7 +115,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             dtype="int",
             direction="lower_is_riskier",
             actionable=True,
-            play=PLAYS["advanced"],
+            play=advanced_play(settings.advanced_modules),
             window_days=w,
             sql=f"COALESCE(u.distinct_modules_{w}d, 0)",
         ),
@@ -127,7 +127,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             dtype="float",
             direction="lower_is_riskier",
             actionable=True,
-            play=PLAYS["advanced"],
+            play=advanced_play(settings.advanced_modules),
             window_days=w,
             sql=ratio(f"u.advanced_events_{w}d", f"u.events_{w}d"),
         ),

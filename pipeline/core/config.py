@@ -180,7 +180,8 @@ class FeaturesSection(Section):
     snapshot_start: IsoDate | None = None
     snapshot_batch_size: PositiveInt = 12
     label_horizon_days: PositiveInt = 365
-    advanced_modules: tuple[Str, ...] = ("automation", "analytics", "api")
+    # None: derived from the data (the least-adopted third of the modules); [] for none.
+    advanced_modules: tuple[Str, ...] | None = None
     priority_weights: dict[Str, Annotated[float, Strict(), Field(ge=0)]] = Field(
         default_factory=lambda: {"low": 1.0, "normal": 2.0, "high": 3.0, "urgent": 5.0}
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -159,9 +159,107 @@ def default_snapshot_start(contracts_path: Path, max_window: int) -> date:
     return first + pd.Timedelta(days=max_window).to_pytimedelta()
 
 
-def feature_settings(config: Config, *, as_of: date | None = None) -> FeatureSettings:
-    """The feature definitions' settings from the typed config (as-of: base.as_of_date)."""
-    return settings_from_config(config, day_number(as_of or config.base.as_of_date))
+# The usage SQL keeps the modules an account used as one bit each of a BIGINT.
+MAX_MODULES = 63
+
+
+def module_adoption(interim_dir: Path, as_of: date) -> pd.DataFrame:
+    """Per product module: how many accounts used it, and how many events, before `as_of`.
+
+    A metadata scan of one column pair with DuckDB (whatever the feature engine), so the
+    module vocabulary comes from the data, not from the demo's module names.
+    """
+    import duckdb
+
+    source = str(interim_path(Path(interim_dir), "usage_events"))
+    pattern = source + "/*.parquet" if Path(source).is_dir() else source
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(
+            "SELECT module, COUNT(DISTINCT account_id) AS accounts, SUM(count) AS events "
+            "FROM read_parquet(?) WHERE occurred_at < CAST(? AS TIMESTAMPTZ) "
+            "GROUP BY module ORDER BY module",
+            [pattern.replace("'", "''"), str(pd.Timestamp(as_of, tz="UTC"))],
+        ).df()
+    finally:
+        con.close()
+
+
+def resolve_advanced_modules(
+    configured: tuple[str, ...] | None, adoption: pd.DataFrame
+) -> tuple[tuple[str, ...], list[str]]:
+    """(the advanced modules to use, warnings): from params when given, else from the data.
+
+    Given modules that never occur in the data are dropped (and named in a warning), so no
+    play names a module the customer's product does not have. When params give none
+    (`features.advanced_modules: null`), the least-adopted third of the modules (by accounts
+    using them) are the advanced ones: most customers start with the basic functions and need
+    months to use the rest; with fewer than three modules there is no depth to measure.
+    """
+    modules = adoption["module"].astype(str).tolist()
+    if len(modules) > MAX_MODULES:
+        raise FeatureError(
+            f"table 'usage_events', column 'module': {len(modules)} distinct modules, but the "
+            f"usage-depth features count at most {MAX_MODULES} (examples: {modules[:5]}). Group "
+            "rare modules with ingest.value_map.usage_events.module, or map a coarser column "
+            "(product area) onto module with ingest.column_map"
+        )
+    warnings: list[str] = []
+    if configured is None:
+        if len(modules) < 3:
+            return (), [
+                f"features.advanced_modules not set and only {len(modules)} modules in "
+                "usage_events: no module counts as advanced"
+            ]
+        ranked = adoption.sort_values(["accounts", "module"], kind="stable")["module"].astype(str)
+        derived = tuple(sorted(ranked.head(len(modules) // 3)))
+        return derived, [
+            f"features.advanced_modules derived from the data (the least-adopted "
+            f"third of {len(modules)} modules): {list(derived)}; set it in params "
+            "to pin it"
+        ]
+    present = set(modules)
+    kept = tuple(m for m in configured if m in present)
+    absent = [m for m in configured if m not in present]
+    if absent:
+        warnings.append(
+            f"features.advanced_modules names modules usage_events does not have: {absent}"
+            + (
+                "; none of them occurs, so advanced usage is 0 for every account"
+                if not kept
+                else ""
+            )
+            + f" (modules in the data: {modules[:12]}{'...' if len(modules) > 12 else ''})"
+        )
+    return kept, warnings
+
+
+def feature_settings(
+    config: Config,
+    *,
+    as_of: date | None = None,
+    interim_dir: Path | None = None,
+    modules_as_of: date | None = None,
+) -> FeatureSettings:
+    """The feature definitions' settings from the typed config (as-of: base.as_of_date).
+
+    With `interim_dir`, the advanced modules are resolved against the data before
+    `modules_as_of` (default: the as-of date; scoring passes its own date, so a list at t
+    depends on nothing after t), see `resolve_advanced_modules`; warnings are logged.
+    """
+    day = as_of or config.base.as_of_date
+    settings = settings_from_config(config, day_number(day))
+    if interim_dir is None:
+        return settings
+    configured = config.features.advanced_modules
+    modules, warnings = resolve_advanced_modules(
+        None if configured is None else tuple(configured),
+        module_adoption(interim_dir, modules_as_of or day),
+    )
+    for warning in warnings:
+        log.warning("%s", warning)
+    return replace(settings, advanced_modules=modules)
 
 
 def read_present_tables(interim_dir: Path) -> tuple[set[str], dict]:

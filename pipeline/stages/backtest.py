@@ -351,7 +351,7 @@ def run_backtest(
         capacity,
         rank_by,
     )
-    settings = feature_settings(config)
+    settings = feature_settings(config, interim_dir=interim_dir)
     features = compute_features(config, interim_dir, tables, weeks, settings=settings)
     table = features.table
     if table.empty:

@@ -92,7 +92,7 @@ def run_features(
     cfg = config.features
     as_of = config.base.as_of_date
     tables, _ = read_present_tables(interim_dir)
-    settings = feature_settings(config)
+    settings = feature_settings(config, interim_dir=interim_dir)
     if single_date is not None:
         day = pd.Timestamp(single_date).date()
         if day > as_of:
@@ -109,6 +109,8 @@ def run_features(
     )
     summary = feature_summary(result)
     summary["engine"] = name
+    # the modules counted as advanced, as resolved against this data (params or derived)
+    summary["advanced_modules"] = list(settings.advanced_modules)
     write_table(result.table, Path(out_path))
     with atomic_path(Path(summary_path)) as tmp:
         tmp.write_text(summary_json(summary))

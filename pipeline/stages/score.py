@@ -616,7 +616,7 @@ def run_score(
         raise ScoringError(f"--as-of {as_of} is after the data's as-of date {data_as_of}")
     interim_dir = Path(interim_dir)
     tables, report = read_present_tables(interim_dir)
-    feature_cfg = feature_settings(config)
+    feature_cfg = feature_settings(config, interim_dir=interim_dir, modules_as_of=as_of)
 
     # The MLflow section is read only for a registry URI, so the DVC stage does not depend on it.
     tracking_uri = config.mlflow.tracking_uri if model_ref.startswith("models:/") else None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.registry import build_registry, registry_markdown
+from features.definitions import registry_for
+from features.registry import registry_markdown
+from pipeline.core.config import load_config
 from pipeline.data.contract import TABLES, contract_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +29,7 @@ def test_features_doc_matches_the_registry():
     doc = (ROOT / "docs" / "features.md").read_text()
     generated = doc.split("<!-- BEGIN GENERATED: churn registry -->\n", 1)[1]
     generated = generated.split("<!-- END GENERATED -->", 1)[0]
-    registry = build_registry((30, 90))
+    registry = registry_for(load_config(ROOT / "params.yaml"))
     assert generated == registry_markdown(registry), (
         "regenerate with: churn registry --write docs/features.md"
     )
@@ -51,7 +53,8 @@ def test_the_generated_blocks_are_rewritten_in_place(tmp_path):
     assert result.exit_code == 0, result.output
     text = doc.read_text()
     assert text.startswith("intro\n") and text.endswith("<!-- END GENERATED -->\nend\n")
-    assert registry_markdown(build_registry((30, 90))) in text and "stale" not in text
+    expected = registry_markdown(registry_for(load_config(ROOT / "params.yaml")))
+    assert expected in text and "stale" not in text
     doc.write_text("no markers here\n")
     result = CliRunner().invoke(
         app, ["registry", "--params", str(ROOT / "params.yaml"), "--write", str(doc)]

@@ -78,7 +78,57 @@ def test_default_settings_keep_the_trained_model_names():
         "touchpoints_30d",
     ]
     assert {"stickiness_30d", "qbr_last_quarter", "nps_detractor"} <= set(names)
-    assert build_registry((30, 90)) == build_registry((90, 30, 30), settings=SETTINGS)
+    named = build_registry((90, 30, 30), settings=SETTINGS)
+    assert [f.name for f in build_registry((30, 90))] == [f.name for f in named]
+
+
+def test_the_depth_play_names_only_the_advanced_modules_given():
+    def plays(modules):
+        settings = replace(SETTINGS, advanced_modules=modules)
+        return {
+            f.play
+            for f in build_registry(settings.windows, settings=settings)
+            if f.name.startswith("advanced_usage_share")
+        }
+
+    assert plays(("automation", "custom_reports")) == {
+        "Offer a workshop on the advanced modules (automation, custom reports)."
+    }
+    assert plays(()) == {"Offer a workshop on the product modules the account has not adopted yet."}
+
+
+def _adoption(counts: dict[str, int]) -> pd.DataFrame:
+    return pd.DataFrame({"module": list(counts), "accounts": list(counts.values()), "events": 1})
+
+
+def test_advanced_modules_from_params_keep_only_those_the_data_has():
+    from pipeline.feature_engine.build import resolve_advanced_modules
+
+    adoption = _adoption({"inbox": 90, "reports": 40, "api": 3})
+    kept, warnings = resolve_advanced_modules(("api", "automation"), adoption)
+    assert kept == ("api",)
+    assert len(warnings) == 1 and "['automation']" in warnings[0]
+    kept, warnings = resolve_advanced_modules(("automation",), adoption)
+    assert kept == () and "advanced usage is 0 for every account" in warnings[0]
+    assert resolve_advanced_modules(("inbox",), adoption) == (("inbox",), [])
+
+
+def test_advanced_modules_derived_from_the_data_are_the_least_adopted_third():
+    from pipeline.feature_engine.build import resolve_advanced_modules
+
+    adoption = _adoption({"a": 90, "b": 80, "c": 70, "d": 20, "e": 10, "f": 10})
+    derived, warnings = resolve_advanced_modules(None, adoption)
+    assert derived == ("e", "f") and "derived from the data" in warnings[0]
+    assert resolve_advanced_modules(None, _adoption({"a": 5, "b": 1}))[0] == ()
+
+
+def test_more_modules_than_the_bitmask_holds_is_a_clear_error():
+    from pipeline.core.errors import FeatureError
+    from pipeline.feature_engine.build import MAX_MODULES, resolve_advanced_modules
+
+    many = _adoption({f"m{i:02d}": i for i in range(MAX_MODULES + 1)})
+    with pytest.raises(FeatureError, match=r"64 distinct modules.*value_map"):
+        resolve_advanced_modules(None, many)
 
 
 def test_registry_windows_must_match_the_settings():
