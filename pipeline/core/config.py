@@ -160,6 +160,8 @@ class IngestSection(Section):
 class DuckDBOptions(Section):
     threads: PositiveInt | None = None
     memory_limit: Str | None = None
+    # Where DuckDB spills when a query outgrows memory (None: DuckDB's default, "": no spill).
+    temp_directory: Str | None = None
 
 
 class SparkOptions(Section):

@@ -33,7 +33,13 @@ def check_source(config: Config, *, source: str | None = None) -> SourceFindings
     """Tables and required columns of the configured source (or `source`)."""
     cfg = config.ingest
     mapping = NameMapping(tables=cfg.table_map, columns=cfg.column_map)
-    src = open_source(source or cfg.source, mapping=mapping, schema=cfg.schema_name)
+    src = open_source(
+        source or cfg.source,
+        mapping=mapping,
+        schema=cfg.schema_name,
+        encoding=cfg.encoding,
+        max_text_chars=cfg.max_text_chars,
+    )
     findings = SourceFindings(description=redact(src.description))
     present = src.tables()
     for name in TABLE_ORDER:

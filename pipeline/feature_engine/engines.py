@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -37,33 +39,54 @@ def _parquet_glob(path: Path) -> str:
 
 
 class DuckDBEngine:
-    """In-process DuckDB over Parquet; the session time zone is UTC so dates never shift."""
+    """In-process DuckDB over Parquet; the session time zone is UTC so dates never shift.
+
+    Running out of memory, or of disk while DuckDB spills to its temp directory, is fixed by a
+    setting, not by us, so both become an `EngineError` that names the setting.
+    """
 
     name = "duckdb"
 
-    def __init__(self, *, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        temp_directory: str | None = None,
+    ) -> None:
         import duckdb
 
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute("SET enable_progress_bar = false")
         self._built: set[str] = set()
-        if threads:
-            self._con.execute(f"SET threads = {int(threads)}")
-        if memory_limit:
-            self._con.execute(f"SET memory_limit = '{memory_limit}'")
+        settings = {
+            "threads": str(int(threads)) if threads else None,
+            "memory_limit": memory_limit or None,
+            "temp_directory": temp_directory,  # "" turns spilling off; None keeps DuckDB's
+        }
+        for key, value in settings.items():
+            if value is None:
+                continue
+            try:
+                self._con.execute(f"SET {key} = '{_sql_text(value)}'")
+            except duckdb.Error as err:
+                raise EngineError(
+                    f"features.duckdb.{key}: DuckDB does not accept {value!r} ({err})"
+                ) from err
 
     def register_parquet(self, name: str, path: Path) -> None:
         self._built.clear()  # new inputs: snapshot-independent views must be rebuilt
-        source = _parquet_glob(Path(path)).replace("'", "''")
+        source = _sql_text(_parquet_glob(Path(path)))
         self._con.execute(
             f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{source}')"
         )
 
     def register_frame(self, name: str, frame: pd.DataFrame) -> None:
-        self._con.register(f"{name}_frame", frame)
-        self._con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_frame")
-        self._con.unregister(f"{name}_frame")
+        with _duckdb_errors(self._con, f"loading {name}"):
+            self._con.register(f"{name}_frame", frame)
+            self._con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_frame")
+            self._con.unregister(f"{name}_frame")
 
     def run(self, statements: list[Statement]) -> pd.DataFrame:
         *views, final = statements
@@ -72,14 +95,86 @@ class DuckDBEngine:
                 continue
             kind = "TEMP TABLE" if st.materialize else "TEMP VIEW"
             log.debug("duckdb: %s %s", kind, st.name)
-            self._con.execute(f"CREATE OR REPLACE {kind} {st.name} AS {st.sql}")
+            with _duckdb_errors(self._con, f"building {st.name}"):
+                self._con.execute(f"CREATE OR REPLACE {kind} {st.name} AS {st.sql}")
             self._built.add(st.name)
-        return self._con.execute(
-            f"SELECT * FROM ({final.sql}) AS q ORDER BY account_id, snapshot_date"
-        ).df()
+        with _duckdb_errors(self._con, f"computing {final.name}"):
+            return self._con.execute(
+                f"SELECT * FROM ({final.sql}) AS q ORDER BY account_id, snapshot_date"
+            ).df()
 
     def close(self) -> None:
         self._con.close()
+
+
+def _sql_text(value: str) -> str:
+    return str(value).replace("'", "''")
+
+
+@contextmanager
+def _duckdb_errors(con, doing: str) -> Iterator[None]:
+    """Turn DuckDB running out of memory or disk into an `EngineError` naming what to set.
+
+    Other DuckDB errors are ours (bad SQL in a feature) and keep their traceback.
+    """
+    import duckdb
+
+    try:
+        yield
+    except (duckdb.OutOfMemoryException, duckdb.IOException) as err:
+        translated = engine_resource_error(
+            err,
+            doing,
+            memory_limit=_setting(con, "memory_limit"),
+            threads=_setting(con, "threads"),
+            temp_directory=_temp_directory(con),
+        )
+        if translated is None:
+            raise
+        raise translated from err
+
+
+def engine_resource_error(
+    err: Exception, doing: str, *, memory_limit: str, threads: str, temp_directory: str
+) -> EngineError | None:
+    """The `EngineError` for a DuckDB out-of-memory or disk-full error, or None for others.
+
+    A full disk shows up either as an IO error ("No space left on device") or, because DuckDB
+    caps its temp directory at the free disk space, as an out-of-memory error about
+    `max_temp_directory_size`; both ask for disk space, not memory.
+    """
+    import duckdb
+
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    spill_to = temp_directory or "(none: spilling is off)"
+    if "no space left" in text.lower() or "max_temp_directory_size" in text:
+        return EngineError(
+            f"DuckDB ran out of disk space while {doing}: it spills to its temp directory "
+            f"{spill_to} when memory is short. Free disk space there, point the temp "
+            "directory at a larger disk, or raise features.duckdb.memory_limit so it spills "
+            f"less ({first})"
+        )
+    if isinstance(err, duckdb.OutOfMemoryException):
+        return EngineError(
+            f"DuckDB ran out of memory while {doing} (memory_limit {memory_limit}, threads "
+            f"{threads}): raise features.duckdb.memory_limit, lower features.duckdb.threads "
+            "(each thread needs its own working memory) or features.snapshot_batch_size; "
+            f"spilling also needs free disk space in the temp directory {spill_to} ({first})"
+        )
+    return None
+
+
+def _setting(con, name: str) -> str:
+    try:
+        return str(con.execute(f"SELECT current_setting('{name}')").fetchone()[0])
+    except Exception:  # a broken connection must not hide the error being reported
+        return "unknown"
+
+
+def _temp_directory(con) -> str:
+    directory = _setting(con, "temp_directory")
+    return str(Path(directory).resolve()) if directory and directory != "unknown" else directory
 
 
 def to_spark_sql(sql: str) -> str:

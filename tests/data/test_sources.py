@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from pipeline.core.errors import SourceError
+from pipeline.data.contract import PARSE_ERROR
 from pipeline.data.sources import DirectorySource, NameMapping, expand_env, open_source, redact
 from pipeline.stages.ingest import ingest_source
 from tests.conftest import AS_OF, write_dir
@@ -34,6 +35,19 @@ def test_directory_source_reads_part_folders(tmp_path, raw_tables):
     batches = list(src.iter_batches("usage_events", batch_rows=2))
     assert sum(len(b) for b in batches) == 5
     assert src.read("accounts")["account_id"].tolist() == ["A1", "A2", "A3"]
+
+
+def test_directory_source_reads_csv_part_folders_and_passes_csv_settings(tmp_path, raw_tables):
+    """CSV parts are read in order; open_source hands ingest.max_text_chars to the reader."""
+    parts = tmp_path / "usage_events"
+    parts.mkdir()
+    events = raw_tables["usage_events"]
+    events.iloc[:3].to_csv(parts / "part-0.csv", index=False)
+    events.iloc[3:].assign(module=["x" * 50, "api"]).to_csv(parts / "part-1.csv", index=False)
+    src = open_source(str(tmp_path), max_text_chars=20)
+    frame = pd.concat(list(src.iter_batches("usage_events", batch_rows=2)), ignore_index=True)
+    assert frame["account_id"].tolist() == events["account_id"].tolist()
+    assert frame[PARSE_ERROR].fillna("ok").tolist() == ["ok", "ok", "ok", "field_too_long", "ok"]
 
 
 def test_directory_source_rejects_mixed_formats(tmp_path, raw_tables):
