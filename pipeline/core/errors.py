@@ -84,3 +84,8 @@ class ExplainError(ChurnError):
 
 class DeliveryError(ChurnError):
     """Delivery settings, or the lists to deliver, are unusable (nothing is sent)."""
+
+
+class StorageError(ChurnError):
+    """An output could not be written for lack of space (disk full, quota); nothing was
+    replaced, so the previous output is intact."""

@@ -22,12 +22,33 @@ ColumnKind = Literal["id", "text", "category", "timestamp", "date", "float", "in
 
 
 @dataclass(frozen=True)
+class FieldPattern:
+    """The shape a text value must have; `code` names the failure in the validation report.
+
+    With `blank=True` a value that does not match is blanked and the row kept (counted under
+    `blanked_by_reason`), for a field whose loss costs less than the row's: a CSM with a
+    mistyped address must still own their accounts.
+    """
+
+    regex: str
+    code: str
+    description: str
+    blank: bool = False
+
+
+@dataclass(frozen=True)
 class ColumnSpec:
     """One column of a contract table.
 
     `required` says whether the column must be present in the input; an optional column that
     is missing is added with `default`. `nullable` says whether a present column may hold
     missing values in a row.
+
+    `min_value`/`max_value` are rules of meaning (ARR is never negative, NPS is 0-10): a value
+    outside them is wrong. `plausible_max` is a guess at the scale of real data (no contract is
+    worth 1e15): a value above it is far more likely a unit or export error than a customer,
+    and would dominate every ranking, so it is quarantined as well; `ingest.bounds` overrides
+    it per column for a business whose numbers really are that large.
     """
 
     name: str
@@ -43,15 +64,27 @@ class ColumnSpec:
     before_as_of: bool = True
     # Columns that must not precede the account's created_at (the account did not exist yet).
     after_account_created: bool = False
+    # Scheduled dates (before_as_of=False) may lie at most this many years after as-of:
+    # 9999-12-31 is a placeholder for "open-ended", not a renewal date to rank by.
+    max_years_after_as_of: int | None = None
+    plausible_max: float | None = None
+    # A text value must match this; one that does not is blanked (or quarantined).
+    pattern: FieldPattern | None = None
 
 
 @dataclass(frozen=True)
 class ForeignKey:
-    """Rows whose `columns` have no match in `ref_table.ref_columns` are orphans."""
+    """Rows whose `columns` have no match in `ref_table.ref_columns` are orphans.
+
+    With `unknown_code` set the reference is soft: such a row is kept and counted under that
+    code (`unknown_references` in the report) instead of quarantined, for a reference whose
+    loss must not cost the row (an account whose CSM is missing is still a customer).
+    """
 
     columns: tuple[str, ...]
     ref_table: str
     ref_columns: tuple[str, ...]
+    unknown_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +144,17 @@ USER_ROLES = ("admin", "member", "viewer")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TOUCHPOINT_KINDS = ("call", "meeting", "qbr", "exec_sponsor")
 
+#: No business event of a customer predates this; an earlier date is a placeholder or an error.
+EARLIEST_DATE = pd.Timestamp("1970-01-01")
+# One address: no spaces, list separators or brackets (which would turn one field into several
+# recipients or headers), a domain with a dot.
+EMAIL = FieldPattern(
+    regex=r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\.]+(?:\.[^@\s<>,;:\"()\[\]\\.]+)+$",
+    code="bad_email_blanked",
+    description="one email address (user@domain); else blanked and the CSM kept",
+    blank=True,
+)
+
 _ACCOUNT_FK = ForeignKey(("account_id",), "accounts", ("account_id",))
 _USER_FK = ForeignKey(("user_id", "account_id"), "users", ("user_id", "account_id"))
 
@@ -123,7 +167,13 @@ TABLES: dict[str, TableSpec] = {
             columns=(
                 ColumnSpec("csm_id", "id", "Unique id of the CSM."),
                 ColumnSpec("name", "text", "Display name."),
-                ColumnSpec("email", "text", "Where the weekly list is delivered."),
+                ColumnSpec(
+                    "email",
+                    "text",
+                    "Where the weekly list is delivered; empty if unknown (the list is not sent).",
+                    nullable=True,
+                    pattern=EMAIL,
+                ),
             ),
             primary_key=("csm_id",),
         ),
@@ -141,7 +191,9 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec("csm_id", "id", "The CSM who owns the account.", nullable=True),
             ),
             primary_key=("account_id",),
-            foreign_keys=(ForeignKey(("csm_id",), "csms", ("csm_id",)),),
+            foreign_keys=(
+                ForeignKey(("csm_id",), "csms", ("csm_id",), unknown_code="unknown_csm"),
+            ),
         ),
         TableSpec(
             name="contracts",
@@ -161,9 +213,16 @@ TABLES: dict[str, TableSpec] = {
                     "date",
                     "Scheduled end of the term (exclusive): the renewal date.",
                     before_as_of=False,
+                    max_years_after_as_of=50,
                 ),
-                ColumnSpec("arr", "float", "Annual recurring revenue of the term.", min_value=0),
-                ColumnSpec("seats", "int", "Purchased seats.", min_value=0),
+                ColumnSpec(
+                    "arr",
+                    "float",
+                    "Annual recurring revenue of the term.",
+                    min_value=0,
+                    plausible_max=1e10,
+                ),
+                ColumnSpec("seats", "int", "Purchased seats.", min_value=0, plausible_max=1e7),
                 ColumnSpec("plan", "text", "Plan or edition.", nullable=True),
             ),
             primary_key=("contract_id",),
@@ -231,6 +290,7 @@ TABLES: dict[str, TableSpec] = {
                     required=False,
                     default=1,
                     min_value=1,
+                    plausible_max=1e9,
                 ),
             ),
             foreign_keys=(_ACCOUNT_FK, _USER_FK),
@@ -293,12 +353,14 @@ TABLES: dict[str, TableSpec] = {
                     "float",
                     "Contracted first-response target in hours.",
                     min_value=0,
+                    plausible_max=1e5,
                 ),
                 ColumnSpec(
                     "sla_resolution_hours",
                     "float",
                     "Contracted resolution target in hours.",
                     min_value=0,
+                    plausible_max=1e5,
                 ),
                 ColumnSpec("escalated", "bool", "Escalated to management or engineering."),
             ),
@@ -360,7 +422,10 @@ TABLE_ORDER: tuple[str, ...] = (
 REQUIRED_TABLES: tuple[str, ...] = tuple(n for n in TABLE_ORDER if TABLES[n].required)
 STREAMED_TABLES: frozenset[str] = frozenset({"usage_events"})
 #: The timestamp that says when each table's row entered the world: what "data before t" and
-#: "how fresh is this table" are measured by.
+#: "how fresh is this table" are measured by. Only this stamp at or after as-of makes a row
+#: "from the future" (quarantined); a later lifecycle field of the row (a user's
+#: deactivated_at, a ticket's resolved_at) at or after as-of is blanked, because it was not yet
+#: known at as-of and the row itself was.
 ROW_STAMPS: dict[str, str] = {
     "accounts": "created_at",
     "contracts": "start_date",
@@ -450,10 +515,15 @@ def contract_markdown() -> str:
         if spec.primary_key:
             lines += [f"Primary key: `{', '.join(spec.primary_key)}`.", ""]
         for fk in spec.foreign_keys:
+            on_unknown = (
+                f"; an unknown id is kept and counted as `{fk.unknown_code}`"
+                if fk.unknown_code
+                else ""
+            )
             lines += [
                 f"Foreign key: `{', '.join(fk.columns)}` -> "
                 f"`{fk.ref_table}.{', '.join(fk.ref_columns)}` (checked when "
-                f"`{fk.ref_table}` is present).",
+                f"`{fk.ref_table}` is present{on_unknown}).",
                 "",
             ]
         lines += ["| column | type | present | empty allowed | rule | meaning |"]
@@ -466,8 +536,17 @@ def contract_markdown() -> str:
                 rules.append(f">= {col.min_value:g}")
             if col.max_value is not None:
                 rules.append(f"<= {col.max_value:g}")
-            if col.kind in ("timestamp", "date") and col.before_as_of:
-                rules.append("before as-of")
+            if col.plausible_max is not None:
+                rules.append(f"plausibly <= {col.plausible_max:g} (ingest.bounds)")
+            if col.pattern is not None:
+                rules.append(col.pattern.description)
+            if col.kind in ("timestamp", "date"):
+                if col.before_as_of and col.name == ROW_STAMPS.get(name):
+                    rules.append("before as-of")
+                elif col.before_as_of:
+                    rules.append("blanked if at or after as-of")
+                if col.max_years_after_as_of is not None:
+                    rules.append(f"at most {col.max_years_after_as_of} years after as-of")
             if col.after_account_created:
                 rules.append("not before the account's created_at")
             present = "required" if col.required else f"optional (default {col.default})"

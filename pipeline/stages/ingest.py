@@ -10,23 +10,30 @@ Outputs:
 - `<out>/<table>.parquet` (usage events: `<out>/usage_events/part-NNNNN.parquet`)
 - `<out>/quarantine/<table>.parquet`: rejected rows, raw values as text, with `_source_row`
   and `_reason`
-- `<out>/validation_report.json`: per table rows read, accepted, quarantined, by reason.
+- `<out>/validation_report.json`: per table rows read, accepted, quarantined, by reason; the
+  values outside a category's allowed set (`unknown_values`), and what was kept but changed:
+  `blanked_after_as_of`, `blanked_by_reason`, `unknown_references` (e.g. `unknown_csm`).
+
+A table with more than `max_quarantine_share` of its rows quarantined stops the run: at that
+share the problem is the export or the mapping (a renamed segment, a new date format), and
+scoring on the rest would silently drop whole customers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.atomic import atomic_path, no_space_as_error, write_json
 from pipeline.core.config import Config
-from pipeline.core.errors import DataContractError
+from pipeline.core.errors import ConfigError, DataContractError
 from pipeline.core.layout import QUARANTINE_DIR, VALIDATION_REPORT
 from pipeline.data.contract import (
     REQUIRED_TABLES,
@@ -38,10 +45,21 @@ from pipeline.data.contract import (
     interim_path,
 )
 from pipeline.data.sources import NameMapping, Source, open_source
-from pipeline.data.validate import TableResult, ValidationContext, validate_table
+from pipeline.data.validate import (
+    REASON,
+    NumericBounds,
+    TableResult,
+    ValidationContext,
+    validate_table,
+)
 
 log = logging.getLogger(__name__)
 
+
+# How many unknown values per column the report lists, and the log and error name.
+_REPORTED_UNKNOWN_VALUES = 20
+_SHOWN_UNKNOWN_VALUES = 5
+_EXAMPLE_ROWS = 5
 
 # Key columns other tables check their foreign keys against.
 _REFERENCED_KEYS: dict[str, tuple[str, ...]] = {
@@ -62,12 +80,30 @@ class TableReport:
     quarantined_by_reason: Counter[str] = field(default_factory=Counter)
     ignored_columns: list[str] = field(default_factory=list)
     defaulted_columns: list[str] = field(default_factory=list)
+    unknown_values: dict[str, Counter[str]] = field(default_factory=dict)
+    blanked_after_as_of: Counter[str] = field(default_factory=Counter)
+    blanked_by_reason: Counter[str] = field(default_factory=Counter)
+    unknown_references: Counter[str] = field(default_factory=Counter)
+    # The first quarantined rows, for the message when the table's share is too high.
+    example_rows: pd.DataFrame | None = None
 
     def add(self, result: TableResult) -> None:
         self.rows_read += result.rows_read
         self.rows_accepted += len(result.accepted)
         self.rows_quarantined += len(result.quarantined)
         self.quarantined_by_reason.update(result.reason_counts)
+        for column, counts in result.unknown_values.items():
+            self.unknown_values.setdefault(column, Counter()).update(counts)
+        self.blanked_after_as_of.update(result.blanked_after_as_of)
+        self.blanked_by_reason.update(result.blanked_by_reason)
+        self.unknown_references.update(result.unknown_references)
+        if len(result.quarantined) and (
+            self.example_rows is None or len(self.example_rows) < _EXAMPLE_ROWS
+        ):
+            more = result.quarantined.head(_EXAMPLE_ROWS)
+            self.example_rows = (
+                more if self.example_rows is None else pd.concat([self.example_rows, more])
+            ).head(_EXAMPLE_ROWS)
         for name in result.ignored_columns:
             if name not in self.ignored_columns:
                 self.ignored_columns.append(name)
@@ -85,7 +121,28 @@ class TableReport:
             "quarantined_by_reason": dict(sorted(self.quarantined_by_reason.items())),
             "ignored_columns": self.ignored_columns,
             "defaulted_columns": self.defaulted_columns,
+            "unknown_values": {
+                column: dict(counts.most_common(_REPORTED_UNKNOWN_VALUES))
+                for column, counts in sorted(self.unknown_values.items())
+            },
+            "blanked_after_as_of": dict(sorted(self.blanked_after_as_of.items())),
+            "blanked_by_reason": dict(sorted(self.blanked_by_reason.items())),
+            "unknown_references": dict(sorted(self.unknown_references.items())),
         }
+
+    @property
+    def quarantined_share(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+    def top_unknown_values(self) -> list[str]:
+        """`column='value' (n)` for the most frequent unknown values, across columns."""
+        pairs = [
+            (n, column, value)
+            for column, counts in self.unknown_values.items()
+            for value, n in counts.items()
+        ]
+        pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+        return [f"{c}={v!r} ({n})" for n, c, v in pairs[:_SHOWN_UNKNOWN_VALUES]]
 
 
 def _check_required_present(available: set[str], source: Source) -> None:
@@ -109,35 +166,99 @@ def _context_with(
     account_created = context.account_created
     if spec.name == "accounts":
         account_created = accepted.set_index("account_id")["created_at"]
-    return ValidationContext(
-        as_of=context.as_of,
-        keys=keys,
-        account_created=account_created,
-        naive_timezone=context.naive_timezone,
+    return replace(context, keys=keys, account_created=account_created)
+
+
+def _check_settings(
+    value_map: Mapping[str, Mapping[str, Mapping[str, str]]],
+    bounds: Mapping[str, Mapping[str, NumericBounds]],
+) -> None:
+    """Settings that name a column the contract does not have would silently do nothing."""
+    for key, settings, kinds in (
+        ("value_map", value_map, None),
+        ("bounds", bounds, ("float", "int")),
+    ):
+        for table, columns in settings.items():
+            spec = TABLES.get(table)
+            if spec is None:
+                raise ConfigError(f"ingest.{key}.{table}: unknown table; see {sorted(TABLES)}")
+            for column in columns:
+                if column not in spec.column_names:
+                    raise ConfigError(
+                        f"ingest.{key}.{table}.{column}: table '{table}' has no column "
+                        f"'{column}'; its columns are {spec.column_names}"
+                    )
+                if kinds is not None and spec.column(column).kind not in kinds:
+                    raise ConfigError(
+                        f"ingest.{key}.{table}.{column}: bounds apply to numeric columns, and "
+                        f"'{column}' holds {spec.column(column).kind} values"
+                    )
+
+
+def _log_unknown_values(name: str, report: TableReport) -> None:
+    for column, counts in sorted(report.unknown_values.items()):
+        top = ", ".join(f"{v!r} ({n})" for v, n in counts.most_common(_SHOWN_UNKNOWN_VALUES))
+        log.warning(
+            "%s.%s: %d rows quarantined for values outside the contract's: %s; map them with "
+            "ingest.value_map",
+            name,
+            column,
+            sum(counts.values()),
+            top,
+        )
+
+
+def _check_quarantine_share(
+    spec: TableSpec, report: TableReport, max_quarantine_share: float | None
+) -> None:
+    """Stop when too much of a table was quarantined: the export, not single rows, is wrong."""
+    if max_quarantine_share is None or report.quarantined_share <= max_quarantine_share:
+        return
+    reasons = report.quarantined_by_reason.most_common(3)
+    top_column = reasons[0][0].split(":", 1)[-1] if reasons else ""
+    column = top_column if top_column in spec.column_names else None
+    unknown = report.top_unknown_values()
+    examples = report.example_rows
+    if examples is not None:
+        shown = [*[c for c in spec.column_names if c in examples.columns][:6], REASON]
+        examples = examples[shown]
+    raise DataContractError(
+        spec.name,
+        column,
+        f"{report.quarantined_share:.1%} of its {report.rows_read} rows were quarantined "
+        f"({report.rows_quarantined}), more than ingest.max_quarantine_share = "
+        f"{max_quarantine_share:.1%}; top reasons: "
+        + ", ".join(f"{code} ({n})" for code, n in reasons)
+        + (f"; top unknown values: {', '.join(unknown)}" if unknown else "")
+        + ". Fix the export or map its values with ingest.value_map, or raise "
+        "ingest.max_quarantine_share if this share is expected",
+        examples,
     )
 
 
 class _PartWriter:
     """Writes a table as numbered Parquet parts under one directory, for streamed tables."""
 
-    def __init__(self, directory: Path, schema: pa.Schema | None) -> None:
+    def __init__(self, directory: Path, schema: pa.Schema | None, shown_as: Path) -> None:
         self.directory = directory
         self.schema = schema
+        self.shown_as = shown_as
         self.parts = 0
 
     def write(self, frame: pd.DataFrame) -> None:
         if frame.empty and self.parts:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        pq.write_table(table, self.directory / f"part-{self.parts:05d}.parquet")
+        name = f"part-{self.parts:05d}.parquet"
+        _write_file(frame, self.directory / name, self.schema, self.shown_as / name)
         self.parts += 1
 
 
-def _write_file(frame: pd.DataFrame, path: Path, schema: pa.Schema | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    pq.write_table(table, path)
+def _write_file(frame: pd.DataFrame, path: Path, schema: pa.Schema | None, shown_as: Path) -> None:
+    """Write one Parquet file of the staged output; `shown_as` is where it will end up."""
+    with no_space_as_error(shown_as, f"{len(frame)} rows"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        pq.write_table(table, path)
 
 
 def _ingest_streamed(
@@ -145,12 +266,15 @@ def _ingest_streamed(
     spec: TableSpec,
     context: ValidationContext,
     staging: Path,
+    out_dir: Path,
     batch_rows: int,
     report: TableReport,
     progress,
 ) -> None:
-    accepted = _PartWriter(staging / spec.name, arrow_schema(spec))
-    quarantined = _PartWriter(staging / QUARANTINE_DIR / spec.name, None)
+    accepted = _PartWriter(staging / spec.name, arrow_schema(spec), out_dir / spec.name)
+    quarantined = _PartWriter(
+        staging / QUARANTINE_DIR / spec.name, None, out_dir / QUARANTINE_DIR / spec.name
+    )
     task = progress.add_task(f"ingest {spec.name}", total=None) if progress else None
     for chunk in source.iter_batches(spec.name, batch_rows):
         result = validate_table(chunk, spec, context, first_row=report.rows_read)
@@ -171,20 +295,39 @@ def ingest_source(
     as_of: pd.Timestamp,
     naive_timezone: str | None = None,
     batch_rows: int = 1_000_000,
+    value_map: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+    max_quarantine_share: float | None = None,
+    max_text_chars: int | None = None,
+    bounds: Mapping[str, Mapping[str, NumericBounds]] | None = None,
     progress=None,
 ) -> dict:
     """Validate every contract table of `source` into `out_dir`; return the validation report.
 
-    Raises `DataContractError` when the input as a whole breaks the contract; in that case
-    `out_dir` is left as it was.
+    `value_map`, `max_text_chars` and `bounds` are `ingest.*` (see `ValidationContext`);
+    None means none, no limit and the contract's. A table with more than
+    `max_quarantine_share` of its rows quarantined stops the run (None: never).
+
+    Raises `DataContractError` when the input as a whole breaks the contract, `ConfigError`
+    when a setting names a column the contract lacks, and `StorageError` when the disk is
+    full; in every case `out_dir` is left as it was.
     """
     as_of = pd.Timestamp(as_of)
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    value_map = value_map or {}
+    bounds = bounds or {}
+    _check_settings(value_map, bounds)
     available = source.tables()
     _check_required_present(available, source)
-    context = ValidationContext(as_of=as_of, naive_timezone=naive_timezone)
+    context = ValidationContext(
+        as_of=as_of,
+        naive_timezone=naive_timezone,
+        value_map=value_map,
+        max_text_chars=max_text_chars,
+        bounds=bounds,
+    )
     reports: dict[str, TableReport] = {}
-    with atomic_path(Path(out_dir)) as staging:
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as staging:
         staging.mkdir(parents=True)
         for name in TABLE_ORDER:
             spec = TABLES[name]
@@ -194,7 +337,9 @@ def ingest_source(
                 continue
             report = TableReport(status="ok")
             if name in STREAMED_TABLES:
-                _ingest_streamed(source, spec, context, staging, batch_rows, report, progress)
+                _ingest_streamed(
+                    source, spec, context, staging, out_dir, batch_rows, report, progress
+                )
                 accepted = None
             else:
                 result = validate_table(source.read(name), spec, context)
@@ -214,11 +359,22 @@ def ingest_source(
                     f"all {report.rows_read} rows were rejected; most common reasons: "
                     f"{report.quarantined_by_reason.most_common(3)}",
                 )
+            _log_unknown_values(name, report)
+            _check_quarantine_share(spec, report, max_quarantine_share)
             if accepted is not None:
-                _write_file(accepted, interim_path(staging, name), arrow_schema(spec))
+                _write_file(
+                    accepted,
+                    interim_path(staging, name),
+                    arrow_schema(spec),
+                    interim_path(out_dir, name),
+                )
                 if len(result.quarantined):
+                    quarantine_file = Path(QUARANTINE_DIR) / f"{name}.parquet"
                     _write_file(
-                        result.quarantined, staging / QUARANTINE_DIR / f"{name}.parquet", None
+                        result.quarantined,
+                        staging / quarantine_file,
+                        None,
+                        out_dir / quarantine_file,
                     )
                 context = _context_with(context, spec, accepted)
             reports[name] = report
@@ -229,6 +385,10 @@ def ingest_source(
                 report.rows_accepted,
                 report.rows_quarantined,
             )
+            for column, n in sorted(report.blanked_after_as_of.items()):
+                log.info("%s.%s: %d values at or after as-of blanked", name, column, n)
+            for code, n in sorted((report.blanked_by_reason + report.unknown_references).items()):
+                log.warning("%s: %d rows kept with %s", name, n, code)
         report_payload = {
             "as_of": as_of.isoformat(),
             "source": source.description,
@@ -238,7 +398,8 @@ def ingest_source(
             "rows_accepted": sum(r.rows_accepted for r in reports.values()),
             "rows_quarantined": sum(r.rows_quarantined for r in reports.values()),
         }
-        write_json(report_payload, staging / VALIDATION_REPORT)
+        with no_space_as_error(out_dir / VALIDATION_REPORT, "the validation report"):
+            write_json(report_payload, staging / VALIDATION_REPORT)
     return report_payload
 
 
@@ -246,12 +407,25 @@ def run_ingest(config: Config, out_dir: Path, *, source: str | None = None, prog
     """The ingest stage's edge: open the configured source (or `source`), validate, write."""
     cfg = config.ingest
     mapping = NameMapping(tables=cfg.table_map, columns=cfg.column_map)
-    src = open_source(source or cfg.source, mapping=mapping, schema=cfg.schema_name)
+    src = open_source(
+        source or cfg.source,
+        mapping=mapping,
+        schema=cfg.schema_name,
+        encoding=cfg.encoding,
+        max_text_chars=cfg.max_text_chars,
+    )
     return ingest_source(
         src,
         Path(out_dir),
         as_of=config.base.as_of_timestamp,
         naive_timezone=cfg.naive_timezone,
         batch_rows=cfg.batch_rows,
+        value_map=cfg.value_map,
+        max_quarantine_share=cfg.max_quarantine_share,
+        max_text_chars=cfg.max_text_chars,
+        bounds={
+            table: {column: NumericBounds(b.min, b.max) for column, b in columns.items()}
+            for table, columns in cfg.bounds.items()
+        },
         progress=progress,
     )

@@ -158,3 +158,15 @@ def test_events_after_as_of_are_counted_in_the_report(tmp_path, raw_tables):
         "after_as_of:responded_at": 1
     }
     _assert_books_balance(report)
+
+
+def test_report_says_what_was_kept_but_changed_for_every_table(tmp_path, raw_tables):
+    report = _ingest(tmp_path, raw_tables)
+    for name, table in report["tables"].items():
+        for key in (
+            "unknown_values",
+            "blanked_after_as_of",
+            "blanked_by_reason",
+            "unknown_references",
+        ):
+            assert table[key] == {}, (name, key)

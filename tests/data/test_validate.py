@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -273,3 +274,212 @@ def test_a_row_with_several_problems_lists_them_all(raw_tables):
     assert len(result.quarantined) == 1
     reasons = set(result.quarantined[REASON].iloc[0].split("; "))
     assert reasons == {"below_minimum:arr", "after_as_of:start_date", "end_before_start"}
+
+
+# --- value mapping and unknown categories -----------------------------------------------------
+
+
+def test_value_map_replaces_the_exports_values_before_validation(raw_tables):
+    raw = raw_tables["accounts"].assign(segment=["Small Biz", "MM", "enterprise"])
+    value_map = {"accounts": {"segment": {"Small Biz": "smb", "MM": "mid_market"}}}
+    result = validate_table(raw, TABLES["accounts"], _ctx(value_map=value_map))
+    assert result.accepted["segment"].tolist() == ["smb", "mid_market", "enterprise"]
+    assert len(result.quarantined) == 0 and result.unknown_values == {}
+
+
+def test_unknown_category_values_are_quarantined_and_counted_by_export_value(raw_tables):
+    raw = raw_tables["accounts"].assign(segment=["Startup", " Startup ", "enterprise"])
+    result = validate_table(raw, TABLES["accounts"], _ctx())
+    assert result.reason_counts == {"allowed_values:segment": 2}
+    assert result.unknown_values == {"segment": {"Startup": 2}}
+    assert result.quarantined["segment"].tolist() == ["Startup", " Startup "]  # raw kept
+    assert result.rows_read == len(raw)
+
+
+# --- lifecycle fields after as-of --------------------------------------------------------------
+
+
+def test_user_deactivated_after_as_of_is_kept_active(raw_tables):
+    raw = raw_tables["users"].assign(
+        deactivated_at=[None, "2025-01-03T08:00:00Z", "2024-06-01T00:00:00Z", "2025-01-01T00:00Z"]
+    )
+    result = validate_table(raw, TABLES["users"], _ctx())
+    assert len(result.quarantined) == 0 and len(result.accepted) == 4
+    assert result.blanked_after_as_of == {"deactivated_at": 2}
+    assert result.accepted["deactivated_at"].isna().tolist() == [True, True, False, True]
+
+
+def test_ticket_resolved_after_as_of_is_kept_open(raw_tables):
+    raw = raw_tables["support_tickets"].assign(
+        opened_at=["2024-12-31T20:00:00Z", "2024-05-01T09:00:00Z"],
+        first_response_at=["2024-12-31T22:00:00Z", "2025-02-01T00:00:00Z"],
+        resolved_at=["2025-01-02T09:00:00Z", None],
+    )
+    result = validate_table(raw, TABLES["support_tickets"], _ctx())
+    assert len(result.accepted) == 2 and result.reason_counts == {}
+    assert result.blanked_after_as_of == {"first_response_at": 1, "resolved_at": 1}
+    assert result.accepted["resolved_at"].isna().all()
+
+
+def test_training_completed_after_as_of_is_blanked_but_enrolment_after_it_quarantines(
+    raw_tables,
+):
+    raw = raw_tables["trainings"].assign(
+        enrolled_at=["2024-12-30T00:00:00Z", "2025-01-05T00:00:00Z"],
+        completed_at=["2025-01-02T00:00:00Z", None],
+    )
+    result = validate_table(raw, TABLES["trainings"], _ctx())
+    assert result.reason_counts == {"after_as_of:enrolled_at": 1}  # the row's own stamp
+    assert result.blanked_after_as_of == {"completed_at": 1}
+    assert result.accepted["completed_at"].isna().all()
+
+
+def test_every_blankable_lifecycle_field_is_nullable():
+    """Blanking a lifecycle field must keep the row valid, so the contract must allow it."""
+    from pipeline.data.contract import ROW_STAMPS
+
+    for name, spec in TABLES.items():
+        for col in spec.columns:
+            lifecycle = col.kind in ("timestamp", "date") and col.before_as_of
+            if lifecycle and col.name != ROW_STAMPS.get(name):
+                assert col.nullable, f"{name}.{col.name}"
+
+
+# --- infinite and absurd numbers, placeholder dates ---------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity", "-inf", "-Infinity"])
+def test_infinite_numbers_are_quarantined_as_not_finite(raw_tables, value):
+    raw = raw_tables["contracts"].assign(arr=["1200", value, "250000", "1200"])
+    result = validate_table(raw, TABLES["contracts"], _ctx())
+    assert result.reason_counts == {"not_finite:arr": 1}
+    assert result.quarantined["arr"].tolist() == [value]
+    assert np.isfinite(result.accepted["arr"]).all()
+
+
+def test_infinite_numbers_from_parquet_dtypes_are_quarantined(raw_tables):
+    raw = raw_tables["contracts"].assign(arr=[1200.0, np.inf, 250000.0, -np.inf])
+    result = validate_table(raw, TABLES["contracts"], _ctx())
+    assert result.reason_counts == {"not_finite:arr": 2}
+    assert result.accepted["contract_id"].tolist() == ["K1", "K3"]
+
+
+def test_absurd_numbers_are_out_of_bounds(raw_tables):
+    raw = raw_tables["contracts"].assign(
+        arr=["1200", "1e15", "250000", "1200"], seats=["5", "40", "1e20", "5"]
+    )
+    result = validate_table(raw, TABLES["contracts"], _ctx())
+    assert result.reason_counts == {"out_of_bounds:arr": 1, "out_of_bounds:seats": 1}
+    assert result.accepted["contract_id"].tolist() == ["K1", "K4"]
+
+
+def test_ingest_bounds_override_the_contracts_plausible_range(raw_tables):
+    from pipeline.data.validate import NumericBounds
+
+    raw = raw_tables["contracts"].assign(arr=["1200", "2e10", "250000", "1200"])
+    assert validate_table(raw, TABLES["contracts"], _ctx()).reason_counts == {
+        "out_of_bounds:arr": 1
+    }
+    wider = {"contracts": {"arr": NumericBounds(max=1e11)}}
+    assert len(validate_table(raw, TABLES["contracts"], _ctx(bounds=wider)).accepted) == 4
+    narrower = {"contracts": {"arr": NumericBounds(min=1000, max=100_000)}}
+    result = validate_table(raw, TABLES["contracts"], _ctx(bounds=narrower))
+    assert result.reason_counts == {"out_of_bounds:arr": 2}  # 2e10 and 250000
+
+
+def test_placeholder_dates_are_out_of_bounds(raw_tables):
+    raw = raw_tables["contracts"].assign(
+        end_date=["2024-02-10", "9999-12-31", "2074-12-31", "2024-03-10"]
+    )
+    result = validate_table(raw, TABLES["contracts"], _ctx())
+    # as-of 2025-01-01 + 50 years: 2074-12-31 is a (long) term, 9999-12-31 a placeholder
+    assert result.reason_counts == {"out_of_bounds:end_date": 1}
+    assert result.quarantined["contract_id"].tolist() == ["K2"]
+    raw = raw_tables["accounts"].assign(
+        created_at=["1900-01-01T00:00:00Z", "2024-02-01T00:00:00Z", "2024-03-15T12:30:00Z"]
+    )
+    result = validate_table(raw, TABLES["accounts"], _ctx())
+    assert result.reason_counts == {"out_of_bounds:created_at": 1}
+
+
+# --- text and the source's parse errors -------------------------------------------------------
+
+
+def test_text_longer_than_the_limit_is_quarantined(raw_tables):
+    merged = "Globex," + "x" * 60  # an unbalanced quote swallowed the rest of the file
+    raw = raw_tables["accounts"].assign(account_name=["Acme", merged, "Initech"])
+    result = validate_table(raw, TABLES["accounts"], _ctx(max_text_chars=50))
+    assert result.reason_counts == {"text_too_long:account_name": 1}
+    assert result.quarantined["account_id"].tolist() == ["A2"]
+    assert len(validate_table(raw, TABLES["accounts"], _ctx()).accepted) == 3  # no limit
+
+
+def test_rows_the_source_could_not_parse_are_quarantined_with_its_reason(raw_tables):
+    from pipeline.data.contract import PARSE_ERROR
+
+    raw = raw_tables["accounts"].assign(**{PARSE_ERROR: [None, "ragged_row", None]})
+    result = validate_table(raw, TABLES["accounts"], _ctx())
+    assert result.reason_counts == {"ragged_row": 1}
+    assert result.quarantined[REASON].tolist() == ["ragged_row"]
+    assert PARSE_ERROR not in result.quarantined.columns
+    assert PARSE_ERROR not in result.ignored_columns
+    assert result.rows_read == 3
+
+
+# --- time zones ---------------------------------------------------------------------------------
+
+
+def test_timestamps_with_a_trailing_utc_parse_as_utc(raw_tables):
+    raw = raw_tables["csm_touchpoints"].assign(
+        occurred_at=["2024-05-01 10:00:00 UTC", "2024-06-01 14:00:00utc"]
+    )
+    result = validate_table(raw, TABLES["csm_touchpoints"], _ctx())
+    assert result.reason_counts == {}
+    assert result.accepted["occurred_at"].tolist() == [
+        pd.Timestamp("2024-05-01T10:00:00Z"),
+        pd.Timestamp("2024-06-01T14:00:00Z"),
+    ]
+
+
+def test_a_date_given_as_a_timestamp_keeps_its_calendar_day_in_its_zone(raw_tables):
+    starts = [
+        "2024-01-10T00:00:00+02:00",  # via UTC this would be 9 January
+        "2024-02-01 00:30:00 UTC",
+        "2024-03-15T23:00:00-05:00",  # via UTC this would be 16 March
+        "2024-02-10",
+    ]
+    result = validate_table(
+        raw_tables["contracts"].assign(start_date=starts), TABLES["contracts"], _ctx()
+    )
+    expected = pd.to_datetime(["2024-01-10", "2024-02-01", "2024-03-15", "2024-02-10"])
+    assert result.accepted["start_date"].tolist() == expected.tolist()
+    aware = pd.Series(
+        pd.to_datetime(
+            ["2024-01-10 00:00", "2024-02-01 00:00", "2024-03-15 00:00", "2024-02-10 00:00"]
+        )
+    ).dt.tz_localize("Europe/Berlin")  # as Parquet gives a timestamptz column
+    result = validate_table(
+        raw_tables["contracts"].assign(start_date=aware), TABLES["contracts"], _ctx()
+    )
+    assert result.accepted["start_date"].tolist() == expected.tolist()
+
+
+# --- CSM contacts -------------------------------------------------------------------------------
+
+
+def test_a_bad_csm_email_is_blanked_and_the_csm_kept(raw_tables):
+    raw = raw_tables["csms"].assign(email=["ada@example", "grace@example.com, boss@example.com"])
+    result = validate_table(raw, TABLES["csms"], _ctx())
+    assert len(result.quarantined) == 0 and result.accepted["csm_id"].tolist() == ["CSM1", "CSM2"]
+    assert result.accepted["email"].isna().all()
+    assert result.blanked_by_reason == {"bad_email_blanked": 2}
+
+
+def test_an_account_whose_csm_is_unknown_is_kept_with_its_csm_id(raw_tables):
+    csms = validate_table(raw_tables["csms"].iloc[:1], TABLES["csms"], _ctx()).accepted
+    result = validate_table(
+        raw_tables["accounts"], TABLES["accounts"], _ctx(keys={"csms": csms[["csm_id"]]})
+    )
+    assert len(result.quarantined) == 0
+    assert result.accepted["csm_id"].tolist() == ["CSM1", "CSM1", "CSM2"]
+    assert result.unknown_references == {"unknown_csm": 1}
