@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pipeline.core.config import Config
 from pipeline.data.contract import TABLE_ORDER, TABLES
-from pipeline.data.sources import NameMapping, open_source, redact
+from pipeline.data.sources import configured_source, redact
 
 SAMPLE_ROWS = 100
 
@@ -32,14 +32,7 @@ class SourceFindings:
 def check_source(config: Config, *, source: str | None = None) -> SourceFindings:
     """Tables and required columns of the configured source (or `source`)."""
     cfg = config.ingest
-    mapping = NameMapping(tables=cfg.table_map, columns=cfg.column_map)
-    src = open_source(
-        source or cfg.source,
-        mapping=mapping,
-        schema=cfg.schema_name,
-        encoding=cfg.encoding,
-        max_text_chars=cfg.max_text_chars,
-    )
+    src = configured_source(cfg, location=source)
     findings = SourceFindings(description=redact(src.description))
     present = src.tables()
     for name in TABLE_ORDER:

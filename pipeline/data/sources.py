@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from pipeline.core.config import IngestSection
 from pipeline.core.errors import DataContractError, SourceError
 from pipeline.data.contract import TABLES
 from pipeline.data.csv_records import read_csv_records
@@ -383,4 +384,16 @@ def open_source(
         )
     return DirectorySource(
         Path(location), mapping, encoding=encoding, max_text_chars=max_text_chars
+    )
+
+
+def configured_source(ingest: IngestSection, *, location: str | None = None) -> Source:
+    """The source `ingest` names (or `location`), with its name mapping and reading settings:
+    the one way ingest and `churn check` open a user's data."""
+    return open_source(
+        location or ingest.source,
+        mapping=NameMapping(tables=ingest.table_map, columns=ingest.column_map),
+        schema=ingest.schema_name,
+        encoding=ingest.encoding,
+        max_text_chars=ingest.max_text_chars,
     )

@@ -44,7 +44,7 @@ from pipeline.data.contract import (
     arrow_schema,
     interim_path,
 )
-from pipeline.data.sources import NameMapping, Source, open_source
+from pipeline.data.sources import Source, configured_source
 from pipeline.data.validate import (
     REASON,
     NumericBounds,
@@ -406,14 +406,7 @@ def ingest_source(
 def run_ingest(config: Config, out_dir: Path, *, source: str | None = None, progress=None) -> dict:
     """The ingest stage's edge: open the configured source (or `source`), validate, write."""
     cfg = config.ingest
-    mapping = NameMapping(tables=cfg.table_map, columns=cfg.column_map)
-    src = open_source(
-        source or cfg.source,
-        mapping=mapping,
-        schema=cfg.schema_name,
-        encoding=cfg.encoding,
-        max_text_chars=cfg.max_text_chars,
-    )
+    src = configured_source(cfg, location=source)
     return ingest_source(
         src,
         Path(out_dir),
