@@ -183,7 +183,14 @@ TABLES: dict[str, TableSpec] = {
             required=True,
             columns=(
                 ColumnSpec("account_id", "id", "Unique id of the account."),
-                ColumnSpec("account_name", "text", "Company name shown to CSMs."),
+                ColumnSpec(
+                    "account_name",
+                    "text",
+                    "Company name shown to CSMs; many exports lack it (the lists then show the "
+                    "account id).",
+                    required=False,
+                    nullable=True,
+                ),
                 ColumnSpec("segment", "category", "Customer segment.", allowed=SEGMENTS),
                 ColumnSpec("industry", "text", "Industry.", nullable=True),
                 ColumnSpec("region", "text", "Sales region.", nullable=True),

@@ -325,3 +325,18 @@ def test_the_share_of_a_streamed_table_is_checked_over_all_its_chunks(tmp_path, 
     assert "after_as_of:occurred_at (3)" in text
     assert "2025-02-05T10:00:00Z" in text and "2025-04-02T10:00:00Z" in text  # both chunks
     assert not (tmp_path / "interim").exists()
+
+
+def test_an_export_without_account_names_ingests_and_lists_show_the_id(tmp_path, raw_tables):
+    """account_name is optional: the column may be missing or empty, and nothing is dropped."""
+    from pipeline.stages.score import _owners
+
+    raw_tables["accounts"] = raw_tables["accounts"].drop(columns="account_name")
+    report = ingest_source(
+        DirectorySource(write_dir(raw_tables, tmp_path / "raw")), tmp_path / "interim", as_of=AS_OF
+    )
+    accounts = report["tables"]["accounts"]
+    assert accounts["rows_read"] == accounts["rows_accepted"] == len(raw_tables["accounts"])
+    assert "account_name" in accounts["defaulted_columns"]
+    owners = _owners(pd.read_parquet(tmp_path / "interim" / "accounts.parquet"), None)
+    assert owners["account_name"].tolist() == owners["account_id"].tolist()

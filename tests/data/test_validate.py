@@ -123,9 +123,9 @@ def test_values_outside_allowed_set_and_ranges_are_quarantined(raw_tables):
 
 
 def test_missing_required_value_is_quarantined(raw_tables):
-    raw = raw_tables["accounts"].assign(account_name=["Acme", "", "Initech"])
+    raw = raw_tables["accounts"].assign(segment=["smb", "", "enterprise"])
     result = validate_table(raw, TABLES["accounts"], _ctx())
-    assert result.reason_counts == {"missing_value:account_name": 1}
+    assert result.reason_counts == {"missing_value:segment": 1}
 
 
 def test_exact_duplicates_keep_first_and_conflicts_drop_all(raw_tables):
