@@ -194,7 +194,15 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec("segment", "category", "Customer segment.", allowed=SEGMENTS),
                 ColumnSpec("industry", "text", "Industry.", nullable=True),
                 ColumnSpec("region", "text", "Sales region.", nullable=True),
-                ColumnSpec("created_at", "timestamp", "When the account became a customer."),
+                ColumnSpec(
+                    "created_at",
+                    "timestamp",
+                    "When the account became a customer. Many exports lack it: when the column "
+                    "or a value is missing, the account's first contract start is used (counted "
+                    "under derived_values in the report).",
+                    required=False,
+                    nullable=True,
+                ),
                 ColumnSpec("csm_id", "id", "The CSM who owns the account.", nullable=True),
             ),
             primary_key=("account_id",),

@@ -84,6 +84,8 @@ class TableReport:
     blanked_after_as_of: Counter[str] = field(default_factory=Counter)
     blanked_by_reason: Counter[str] = field(default_factory=Counter)
     unknown_references: Counter[str] = field(default_factory=Counter)
+    # Values the export lacked and ingest derived from another table, per column.
+    derived_values: Counter[str] = field(default_factory=Counter)
     # The first quarantined rows, for the message when the table's share is too high.
     example_rows: pd.DataFrame | None = None
 
@@ -128,6 +130,7 @@ class TableReport:
             "blanked_after_as_of": dict(sorted(self.blanked_after_as_of.items())),
             "blanked_by_reason": dict(sorted(self.blanked_by_reason.items())),
             "unknown_references": dict(sorted(self.unknown_references.items())),
+            "derived_values": dict(sorted(self.derived_values.items())),
         }
 
     @property
@@ -167,6 +170,44 @@ def _context_with(
     if spec.name == "accounts":
         account_created = accepted.set_index("account_id")["created_at"]
     return replace(context, keys=keys, account_created=account_created)
+
+
+def derive_created_at(accounts: pd.DataFrame, contracts: pd.DataFrame) -> pd.DataFrame:
+    """Accounts whose created_at is missing get their first contract's start (00:00 UTC).
+
+    Tenure and the first-90-days family start there; an account with no contract keeps none.
+    """
+    missing = accounts["created_at"].isna()
+    if not missing.any():
+        return accounts
+    first = contracts.groupby("account_id")["start_date"].min()
+    start = pd.to_datetime(accounts["account_id"].map(first)).dt.tz_localize("UTC")
+    filled = accounts["created_at"].where(~missing, start.astype(accounts["created_at"].dtype))
+    return accounts.assign(created_at=filled)
+
+
+def _derive_created_at(
+    context: ValidationContext,
+    contracts: pd.DataFrame,
+    staging: Path,
+    out_dir: Path,
+    report: TableReport,
+) -> ValidationContext:
+    """Fill accounts.created_at from the contracts (once both are accepted) and say so.
+
+    The validation context keeps the missing values: a derived date is a guess, so later
+    tables (users from a trial before the first contract...) are not quarantined against it.
+    """
+    path = interim_path(staging, "accounts")
+    accounts = pd.read_parquet(path)
+    filled = derive_created_at(accounts, contracts)
+    n = int((accounts["created_at"].isna() & filled["created_at"].notna()).sum())
+    if not n:
+        return context
+    _write_file(filled, path, arrow_schema(TABLES["accounts"]), interim_path(out_dir, "accounts"))
+    report.derived_values["created_at"] += n
+    log.warning("accounts.created_at: %d accounts had none; their first contract start is used", n)
+    return context
 
 
 def _check_settings(
@@ -377,6 +418,10 @@ def ingest_source(
                         out_dir / quarantine_file,
                     )
                 context = _context_with(context, spec, accepted)
+                if name == "contracts" and "accounts" in reports:
+                    context = _derive_created_at(
+                        context, accepted, staging, out_dir, reports["accounts"]
+                    )
             reports[name] = report
             log.info(
                 "%s: %d read, %d accepted, %d quarantined",

@@ -340,3 +340,22 @@ def test_an_export_without_account_names_ingests_and_lists_show_the_id(tmp_path,
     assert "account_name" in accounts["defaulted_columns"]
     owners = _owners(pd.read_parquet(tmp_path / "interim" / "accounts.parquet"), None)
     assert owners["account_name"].tolist() == owners["account_id"].tolist()
+
+
+def test_accounts_without_created_at_take_their_first_contract_start(tmp_path, raw_tables):
+    """created_at is optional: missing values are derived from the first contract's start, the
+    report counts them, and no row of a later table is quarantined against a derived date."""
+    raw_tables["accounts"] = raw_tables["accounts"].drop(columns="created_at")
+    report = ingest_source(
+        DirectorySource(write_dir(raw_tables, tmp_path / "raw")), tmp_path / "interim", as_of=AS_OF
+    )
+    accounts_report = report["tables"]["accounts"]
+    assert accounts_report["derived_values"] == {"created_at": 3}
+    assert report["rows_quarantined"] == 0
+    assert report["rows_read"] == report["rows_accepted"]
+    accounts = pd.read_parquet(tmp_path / "interim" / "accounts.parquet").set_index("account_id")
+    contracts = pd.read_parquet(tmp_path / "interim" / "contracts.parquet")
+    first = contracts.groupby("account_id")["start_date"].min()
+    assert accounts["created_at"].dt.tz is not None
+    for account_id, start in first.items():
+        assert accounts.loc[account_id, "created_at"] == pd.Timestamp(start, tz="UTC")
