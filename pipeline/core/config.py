@@ -94,6 +94,22 @@ class ColumnBounds(Section):
     max: Float | None = None
 
 
+class SegmentTiers(Section):
+    """Segments from contract size, for exports without a segment column: an account whose
+    first contract has at least `enterprise` (ARR or seats, as `by` says) is enterprise, at
+    least `mid_market` is mid_market, else smb."""
+
+    by: Literal["arr", "seats"] = "arr"
+    mid_market: Annotated[float, Strict(), Field(ge=0)]
+    enterprise: Annotated[float, Strict(), Field(ge=0)]
+
+    @_model_validator(mode="after")
+    def _ordered(self) -> SegmentTiers:
+        if self.enterprise < self.mid_market:
+            raise ValueError(f"enterprise ({self.enterprise}) is below mid_market")
+        return self
+
+
 class IngestSection(Section):
     """Where raw data lives, how its names and values map onto the data contract, and how much
     bad input a run may quarantine before it stops."""
@@ -112,6 +128,8 @@ class IngestSection(Section):
     max_text_chars: PositiveInt = 2000
     # {table: {column: {min, max}}}: plausible ranges that override the contract's.
     bounds: dict[Str, dict[Str, ColumnBounds]] = Field(default_factory=dict)
+    # Derive accounts.segment from the first contract's ARR or seats when the export has none.
+    segment_tiers: SegmentTiers | None = None
     naive_timezone: Str | None = None
     batch_rows: PositiveInt = 1_000_000
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.atomic import atomic_path, no_space_as_error, write_json
-from pipeline.core.config import Config
+from pipeline.core.config import Config, SegmentTiers
 from pipeline.core.errors import ConfigError, DataContractError
 from pipeline.core.layout import QUARANTINE_DIR, VALIDATION_REPORT
 from pipeline.data.contract import (
@@ -170,6 +170,61 @@ def _context_with(
     if spec.name == "accounts":
         account_created = accepted.set_index("account_id")["created_at"]
     return replace(context, keys=keys, account_created=account_created)
+
+
+def segment_from_tiers(size: pd.Series, *, mid_market: float, enterprise: float) -> pd.Series:
+    """enterprise at or above `enterprise`, mid_market at or above `mid_market`, else smb;
+    missing where the size is unknown (the account is then quarantined, and counted)."""
+    segment = pd.Series(pd.NA, index=size.index, dtype="string")
+    known = size.notna()
+    segment[known] = "smb"
+    segment[known & (size >= mid_market)] = "mid_market"
+    segment[known & (size >= enterprise)] = "enterprise"
+    return segment
+
+
+def _with_derived_segment(
+    raw: pd.DataFrame, source: Source, tiers: SegmentTiers | None, report: TableReport
+) -> pd.DataFrame:
+    """The accounts with a segment from the first contract's size, when the export has none.
+
+    The first contract, not the latest: a segment read from a later term would tell early
+    snapshots about growth that had not happened yet.
+    """
+    if tiers is None:
+        raise DataContractError(
+            "accounts",
+            "segment",
+            "the export has no segment column: map yours with ingest.column_map, or set "
+            "ingest.segment_tiers ({by: arr, mid_market: 25000, enterprise: 150000}) to derive "
+            "it from the first contract's ARR or seats",
+            raw.head(5),
+        )
+    contracts = source.read("contracts")
+    size = pd.to_numeric(contracts.get(tiers.by), errors="coerce")
+    start = pd.to_datetime(contracts.get("start_date"), errors="coerce", utc=True)
+    first = (
+        contracts.assign(_size=size, _start=start)
+        .dropna(subset=["_start"])
+        .sort_values(["_start", "_size"], kind="stable")
+        .drop_duplicates("account_id")
+        .set_index("account_id")["_size"]
+    )
+    segment = segment_from_tiers(
+        raw["account_id"].map(first).astype("float64"),
+        mid_market=tiers.mid_market,
+        enterprise=tiers.enterprise,
+    )
+    report.derived_values["segment"] += int(segment.notna().sum())
+    log.warning(
+        "accounts.segment: not in the export; derived for %d accounts from the first contract's "
+        "%s (mid_market from %g, enterprise from %g)",
+        int(segment.notna().sum()),
+        tiers.by,
+        tiers.mid_market,
+        tiers.enterprise,
+    )
+    return raw.assign(segment=segment)
 
 
 def derive_created_at(accounts: pd.DataFrame, contracts: pd.DataFrame) -> pd.DataFrame:
@@ -340,9 +395,13 @@ def ingest_source(
     max_quarantine_share: float | None = None,
     max_text_chars: int | None = None,
     bounds: Mapping[str, Mapping[str, NumericBounds]] | None = None,
+    segment_tiers: SegmentTiers | None = None,
     progress=None,
 ) -> dict:
     """Validate every contract table of `source` into `out_dir`; return the validation report.
+
+    `segment_tiers` derives accounts.segment from the first contract's size when the export
+    has no segment column (else that is an error naming the setting).
 
     `value_map`, `max_text_chars` and `bounds` are `ingest.*` (see `ValidationContext`);
     None means none, no limit and the contract's. A table with more than
@@ -383,7 +442,10 @@ def ingest_source(
                 )
                 accepted = None
             else:
-                result = validate_table(source.read(name), spec, context)
+                raw = source.read(name)
+                if name == "accounts" and "segment" not in raw.columns:
+                    raw = _with_derived_segment(raw, source, segment_tiers, report)
+                result = validate_table(raw, spec, context)
                 report.add(result)
                 accepted = result.accepted
             if report.rows_read == 0:
@@ -460,6 +522,7 @@ def run_ingest(config: Config, out_dir: Path, *, source: str | None = None, prog
         batch_rows=cfg.batch_rows,
         value_map=cfg.value_map,
         max_quarantine_share=cfg.max_quarantine_share,
+        segment_tiers=cfg.segment_tiers,
         max_text_chars=cfg.max_text_chars,
         bounds={
             table: {column: NumericBounds(b.min, b.max) for column, b in columns.items()}

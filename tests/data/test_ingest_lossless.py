@@ -359,3 +359,30 @@ def test_accounts_without_created_at_take_their_first_contract_start(tmp_path, r
     assert accounts["created_at"].dt.tz is not None
     for account_id, start in first.items():
         assert accounts.loc[account_id, "created_at"] == pd.Timestamp(start, tz="UTC")
+
+
+def test_segment_is_derived_from_the_first_contract_when_the_export_has_none(tmp_path, raw_tables):
+    """No segment column: with ingest.segment_tiers the first contract's ARR decides, counted
+    as derived; without the setting, the error names it."""
+    from pipeline.core.config import SegmentTiers
+
+    raw_tables["accounts"] = raw_tables["accounts"].drop(columns="segment")
+    raw = write_dir(raw_tables, tmp_path / "raw")
+    tiers = SegmentTiers(by="arr", mid_market=10_000, enterprise=100_000)
+    report = ingest_source(
+        DirectorySource(raw), tmp_path / "interim", as_of=AS_OF, segment_tiers=tiers
+    )
+    assert report["tables"]["accounts"]["derived_values"] == {"segment": 3}
+    assert report["rows_quarantined"] == 0
+    accounts = pd.read_parquet(tmp_path / "interim" / "accounts.parquet").set_index("account_id")
+    # first contracts: A1 1,200 ARR (K1, not the later K4), A2 24,000.5, A3 250,000
+    assert accounts["segment"].to_dict() == {"A1": "smb", "A2": "mid_market", "A3": "enterprise"}
+    with pytest.raises(DataContractError, match=r"ingest\.segment_tiers"):
+        ingest_source(DirectorySource(raw), tmp_path / "interim2", as_of=AS_OF)
+
+
+def test_segment_tiers_must_be_ordered():
+    params = default_params()
+    params["ingest"]["segment_tiers"] = {"by": "seats", "mid_market": 50, "enterprise": 10}
+    with pytest.raises(ConfigError, match="enterprise"):
+        make_config(params)
