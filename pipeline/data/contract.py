@@ -192,8 +192,8 @@ TABLES: dict[str, TableSpec] = {
                     nullable=True,
                 ),
                 ColumnSpec("segment", "category", "Customer segment.", allowed=SEGMENTS),
-                ColumnSpec("industry", "text", "Industry.", nullable=True),
-                ColumnSpec("region", "text", "Sales region.", nullable=True),
+                ColumnSpec("industry", "text", "Industry.", required=False, nullable=True),
+                ColumnSpec("region", "text", "Sales region.", required=False, nullable=True),
                 ColumnSpec(
                     "created_at",
                     "timestamp",
@@ -203,7 +203,13 @@ TABLES: dict[str, TableSpec] = {
                     required=False,
                     nullable=True,
                 ),
-                ColumnSpec("csm_id", "id", "The CSM who owns the account.", nullable=True),
+                ColumnSpec(
+                    "csm_id",
+                    "id",
+                    "The CSM who owns the account (absent: every account is unassigned).",
+                    required=False,
+                    nullable=True,
+                ),
             ),
             primary_key=("account_id",),
             foreign_keys=(
@@ -238,7 +244,7 @@ TABLES: dict[str, TableSpec] = {
                     plausible_max=1e10,
                 ),
                 ColumnSpec("seats", "int", "Purchased seats.", min_value=0, plausible_max=1e7),
-                ColumnSpec("plan", "text", "Plan or edition.", nullable=True),
+                ColumnSpec("plan", "text", "Plan or edition.", required=False, nullable=True),
             ),
             primary_key=("contract_id",),
             foreign_keys=(_ACCOUNT_FK,),
@@ -297,7 +303,9 @@ TABLES: dict[str, TableSpec] = {
                     "occurred_at", "timestamp", "When it happened.", after_account_created=True
                 ),
                 ColumnSpec("module", "category", "Product module used."),
-                ColumnSpec("event_type", "category", "Kind of event.", nullable=True),
+                ColumnSpec(
+                    "event_type", "category", "Kind of event.", required=False, nullable=True
+                ),
                 ColumnSpec(
                     "count",
                     "int",
