@@ -48,7 +48,12 @@ def check_source(config: Config, *, source: str | None = None) -> SourceFindings
             continue
         sample = next(iter(src.iter_batches(name, SAMPLE_ROWS)), None)
         columns = set(sample.columns) if sample is not None else set()
-        missing = [c.name for c in spec.columns if c.required and c.name not in columns]
+        derivable = {"segment"} if name == "accounts" and cfg.segment_tiers else set()
+        missing = [
+            c.name
+            for c in spec.columns
+            if c.required and c.name not in columns and c.name not in derivable
+        ]
         if missing:
             findings.tables[name] = f"missing columns {missing}"
             findings.problems.append(

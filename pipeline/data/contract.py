@@ -298,7 +298,14 @@ TABLES: dict[str, TableSpec] = {
             required=True,
             columns=(
                 ColumnSpec("account_id", "id", "The account."),
-                ColumnSpec("user_id", "id", "The user; empty for system events.", nullable=True),
+                ColumnSpec(
+                    "user_id",
+                    "id",
+                    "The user; empty for system or account-level events (an event log without "
+                    "user ids still gives volume, module and recency features).",
+                    required=False,
+                    nullable=True,
+                ),
                 ColumnSpec(
                     "occurred_at", "timestamp", "When it happened.", after_account_created=True
                 ),
