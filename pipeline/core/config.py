@@ -110,6 +110,13 @@ class SegmentTiers(Section):
         return self
 
 
+class SlaTargets(Section):
+    """Contracted SLA targets for one ticket priority, in hours."""
+
+    first_response_hours: Annotated[float, Strict(), Field(gt=0)]
+    resolution_hours: Annotated[float, Strict(), Field(gt=0)]
+
+
 class IngestSection(Section):
     """Where raw data lives, how its names and values map onto the data contract, and how much
     bad input a run may quarantine before it stops."""
@@ -130,6 +137,21 @@ class IngestSection(Section):
     bounds: dict[Str, dict[Str, ColumnBounds]] = Field(default_factory=dict)
     # Derive accounts.segment from the first contract's ARR or seats when the export has none.
     segment_tiers: SegmentTiers | None = None
+    # SLA targets by ticket priority, for tickets whose export has none: {urgent: {...}}.
+    sla_policy: dict[Str, SlaTargets] = Field(default_factory=dict)
+
+    @field_validator("sla_policy")
+    @classmethod
+    def _known_priorities(cls, value: dict) -> dict:
+        from pipeline.data.contract import TICKET_PRIORITIES
+
+        unknown = sorted(set(value) - set(TICKET_PRIORITIES))
+        if unknown:
+            raise ValueError(
+                f"unknown priorities {unknown}; the contract's are {TICKET_PRIORITIES}"
+            )
+        return value
+
     naive_timezone: Str | None = None
     batch_rows: PositiveInt = 1_000_000
 

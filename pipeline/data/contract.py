@@ -381,14 +381,20 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec(
                     "sla_first_response_hours",
                     "float",
-                    "Contracted first-response target in hours.",
+                    "Contracted first-response target in hours. Many exports lack it: missing "
+                    "targets come from ingest.sla_policy by priority, else no breach is counted.",
+                    required=False,
+                    nullable=True,
                     min_value=0,
                     plausible_max=1e5,
                 ),
                 ColumnSpec(
                     "sla_resolution_hours",
                     "float",
-                    "Contracted resolution target in hours.",
+                    "Contracted resolution target in hours. Many exports lack it: missing "
+                    "targets come from ingest.sla_policy by priority, else no breach is counted.",
+                    required=False,
+                    nullable=True,
                     min_value=0,
                     plausible_max=1e5,
                 ),

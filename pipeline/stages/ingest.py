@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.atomic import atomic_path, no_space_as_error, write_json
-from pipeline.core.config import Config, SegmentTiers
+from pipeline.core.config import Config, SegmentTiers, SlaTargets
 from pipeline.core.errors import ConfigError, DataContractError
 from pipeline.core.layout import QUARANTINE_DIR, VALIDATION_REPORT
 from pipeline.data.contract import (
@@ -170,6 +170,34 @@ def _context_with(
     if spec.name == "accounts":
         account_created = accepted.set_index("account_id")["created_at"]
     return replace(context, keys=keys, account_created=account_created)
+
+
+def _with_sla_policy(
+    tickets: pd.DataFrame, policy: Mapping[str, SlaTargets], report: TableReport
+) -> pd.DataFrame:
+    """Missing SLA targets filled from the policy by priority (counted as derived values).
+
+    A ticket left without a target counts no breach: breach features are measured only where
+    a target exists, never against an invented one.
+    """
+    out = tickets
+    for column, attribute in (
+        ("sla_first_response_hours", "first_response_hours"),
+        ("sla_resolution_hours", "resolution_hours"),
+    ):
+        missing = out[column].isna()
+        if not missing.any() or not policy:
+            continue
+        target = (
+            out["priority"]
+            .astype("string")
+            .map({p: float(getattr(t, attribute)) for p, t in policy.items()})
+        )
+        fill = missing & target.notna()
+        if fill.any():
+            out = out.assign(**{column: out[column].where(~fill, target.astype("float64"))})
+            report.derived_values[column] += int(fill.sum())
+    return out
 
 
 def segment_from_tiers(size: pd.Series, *, mid_market: float, enterprise: float) -> pd.Series:
@@ -396,6 +424,7 @@ def ingest_source(
     max_text_chars: int | None = None,
     bounds: Mapping[str, Mapping[str, NumericBounds]] | None = None,
     segment_tiers: SegmentTiers | None = None,
+    sla_policy: Mapping[str, SlaTargets] | None = None,
     progress=None,
 ) -> dict:
     """Validate every contract table of `source` into `out_dir`; return the validation report.
@@ -448,6 +477,8 @@ def ingest_source(
                 result = validate_table(raw, spec, context)
                 report.add(result)
                 accepted = result.accepted
+                if name == "support_tickets":
+                    accepted = _with_sla_policy(accepted, sla_policy or {}, report)
             if report.rows_read == 0:
                 if spec.required:
                     raise DataContractError(name, None, "the table is empty (no rows)")
@@ -523,6 +554,7 @@ def run_ingest(config: Config, out_dir: Path, *, source: str | None = None, prog
         value_map=cfg.value_map,
         max_quarantine_share=cfg.max_quarantine_share,
         segment_tiers=cfg.segment_tiers,
+        sla_policy=cfg.sla_policy,
         max_text_chars=cfg.max_text_chars,
         bounds={
             table: {column: NumericBounds(b.min, b.max) for column, b in columns.items()}

@@ -55,6 +55,10 @@ def test_config_is_frozen_and_with_as_of_returns_a_new_one():
         (lambda p: p["base"].pop("as_of_date"), "base.as_of_date: required setting is missing"),
         (lambda p: p["deliver"].update(port=70000), "deliver.port"),
         (lambda p: p["simulate"].update(segment_shares=[0.5, 0.5, 0.5]), "sum to 1"),
+        (
+            lambda p: p["ingest"].update(sla_policy={"p1": {"first_response_hours": 1}}),
+            "ingest.sla_policy",
+        ),
     ],
 )
 def test_bad_settings_name_the_key_and_what_is_allowed(edit, message):

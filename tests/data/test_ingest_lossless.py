@@ -386,3 +386,35 @@ def test_segment_tiers_must_be_ordered():
     params["ingest"]["segment_tiers"] = {"by": "seats", "mid_market": 50, "enterprise": 10}
     with pytest.raises(ConfigError, match="enterprise"):
         make_config(params)
+
+
+def test_tickets_without_sla_targets_take_the_policy_or_count_no_breach(tmp_path, raw_tables):
+    """SLA targets are optional: the policy by priority fills them (counted as derived); with
+    no policy the tickets are kept and the breach features measure only what has a target."""
+    from pipeline.core.config import SlaTargets
+    from pipeline.feature_engine.build import compute_features, read_present_tables
+
+    raw_tables["support_tickets"] = raw_tables["support_tickets"].drop(
+        columns=["sla_first_response_hours", "sla_resolution_hours"]
+    )
+    raw = write_dir(raw_tables, tmp_path / "raw")
+    policy = {"high": SlaTargets(first_response_hours=8, resolution_hours=72)}
+    report = ingest_source(DirectorySource(raw), tmp_path / "with", as_of=AS_OF, sla_policy=policy)
+    tickets = report["tables"]["support_tickets"]
+    assert tickets["rows_accepted"] == 2 and tickets["rows_quarantined"] == 0
+    assert tickets["derived_values"] == {"sla_first_response_hours": 1, "sla_resolution_hours": 1}
+    filled = pd.read_parquet(tmp_path / "with" / "support_tickets.parquet").set_index("ticket_id")
+    assert filled.loc["T1", "sla_resolution_hours"] == 72.0  # high
+    assert pd.isna(filled.loc["T2", "sla_resolution_hours"])  # urgent: not in the policy
+
+    ingest_source(DirectorySource(raw), tmp_path / "without", as_of=AS_OF)
+    params = default_params()
+    params["base"]["as_of_date"] = "2025-01-01"
+    config = make_config(params)
+    tables, _ = read_present_tables(tmp_path / "without")
+    day = [pd.Timestamp("2024-06-01").date()]
+    table = compute_features(config, tmp_path / "without", tables, day).table
+    a3 = table.set_index("account_id").loc["A3"]  # T2 opened 2024-05-01, never answered
+    assert a3["tickets_opened_90d"] == 1
+    assert a3["sla_breaches_90d"] == 0 and a3["tickets_open_past_sla"] == 0
+    assert pd.isna(a3["sla_breach_rate_90d"])  # no deadline: no rate, not 0%
