@@ -326,65 +326,71 @@ def render_lists(
     first_of = accounts.loc[owned.index].drop_duplicates("csm_id").set_index("csm_id")
     files: dict[str, bytes] = {}
     entries = []
+    page = {
+        "stamp": stamp,
+        "warnings": warnings,
+        "rank_by": rank_by,
+        "renewal_window_days": renewal_window_days,
+        "template": template,
+    }
     for csm_id in sorted(n_owned.index):
         listed = by_csm.get(csm_id, [])
         if any(str(rec["csm_id"]) != csm_id for rec in listed):  # pragma: no cover - invariant
             raise AssertionError("a list holds another CSM's account")
-        rows = list_rows(listed, stamp, warnings)
         name = _text(first_of.at[csm_id, "csm_name"]) or csm_id
         email = _text(first_of.at[csm_id, "csm_email"]) or None
-        csv_path = f"csm/{stems[csm_id]}.csv"
-        html_path = f"csm/{stems[csm_id]}.html"
-        files[csv_path] = list_csv(rows).encode("utf-8")
-        files[html_path] = list_html(
-            rows,
-            csm_name=name,
+        written = _write_list(
+            files,
+            f"csm/{stems[csm_id]}",
+            listed,
+            title=name,
             n_owned=int(n_owned[csm_id]),
-            stamp=stamp,
-            warnings=warnings,
-            rank_by=rank_by,
-            renewal_window_days=renewal_window_days,
-            template=template,
-        ).encode("utf-8")
-        entries.append(
-            {
-                "csm_id": csm_id,
-                "csm_name": name,
-                "csm_email": email,
-                "csv": csv_path,
-                "html": html_path,
-                "n_accounts": len(rows),
-                "n_owned": int(n_owned[csm_id]),
-                "arr_at_risk_listed": round(
-                    sum(float(rec["expected_arr_at_risk"]) for rec in listed), 2
-                ),
-            }
+            **page,
         )
-    unassigned = _unassigned_list(
-        accounts,
-        files,
-        stamp=stamp,
-        warnings=warnings,
-        rank_by=rank_by,
-        renewal_window_days=renewal_window_days,
-        template=template,
-    )
+        entries.append({"csm_id": csm_id, "csm_name": name, "csm_email": email, **written})
+    unassigned = _unassigned_list(accounts, files, **page)
     return files, entries, unassigned
 
 
 UNASSIGNED_STEM = "unassigned"  # at the lists root, beside csm/: no CSM id can collide
 
 
-def _unassigned_list(
-    accounts: pd.DataFrame,
+def _write_list(
     files: dict[str, bytes],
+    stem: str,
+    records: list[dict],
     *,
+    title: str,
+    n_owned: int,
     stamp: dict,
     warnings: list[dict],
     rank_by: str,
     renewal_window_days: int,
     template,
-) -> dict | None:
+) -> dict:
+    """One list's CSV and HTML into `files` (listed records in rank order); its manifest keys."""
+    rows = list_rows(records, stamp, warnings)
+    files[f"{stem}.csv"] = list_csv(rows).encode("utf-8")
+    files[f"{stem}.html"] = list_html(
+        rows,
+        csm_name=title,
+        n_owned=n_owned,
+        stamp=stamp,
+        warnings=warnings,
+        rank_by=rank_by,
+        renewal_window_days=renewal_window_days,
+        template=template,
+    ).encode("utf-8")
+    return {
+        "csv": f"{stem}.csv",
+        "html": f"{stem}.html",
+        "n_accounts": len(rows),
+        "n_owned": n_owned,
+        "arr_at_risk_listed": round(sum(float(r["expected_arr_at_risk"]) for r in records), 2),
+    }
+
+
+def _unassigned_list(accounts: pd.DataFrame, files: dict[str, bytes], **page) -> dict | None:
     """The unassigned accounts' list (no CSM, or a CSM the csms table lacks), or None.
 
     Never emailed to a CSM; it is for whoever assigns the book, and the report counts it.
@@ -393,25 +399,13 @@ def _unassigned_list(
     if book.empty:
         return None
     listed = book[book["list_rank"].notna()].sort_values(["list_rank", "account_id"])
-    records = listed.to_dict("records")
-    rows = list_rows(records, stamp, warnings)
-    files[f"{UNASSIGNED_STEM}.csv"] = list_csv(rows).encode("utf-8")
-    files[f"{UNASSIGNED_STEM}.html"] = list_html(
-        rows,
-        csm_name="Unassigned accounts",
+    written = _write_list(
+        files,
+        UNASSIGNED_STEM,
+        listed.to_dict("records"),
+        title="Unassigned accounts",
         n_owned=len(book),
-        stamp=stamp,
-        warnings=warnings,
-        rank_by=rank_by,
-        renewal_window_days=renewal_window_days,
-        template=template,
-    ).encode("utf-8")
+        **page,
+    )
     reasons = book["assignment"].value_counts() if "assignment" in book else pd.Series()
-    return {
-        "csv": f"{UNASSIGNED_STEM}.csv",
-        "html": f"{UNASSIGNED_STEM}.html",
-        "n_accounts": len(rows),
-        "n_owned": len(book),
-        "arr_at_risk_listed": round(sum(float(r["expected_arr_at_risk"]) for r in records), 2),
-        "by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
-    }
+    return {**written, "by_reason": {str(k): int(v) for k, v in sorted(reasons.items())}}

@@ -626,8 +626,13 @@ def run_score(
     registry = build_registry(feature_cfg.windows, settings=feature_cfg)
     usable = available(registry, tables)
     without_data = features_without_data(model.feature_names, registry, tables)
-    scorable = [f.name for f in usable] + sorted(n for ns in without_data.values() for n in ns)
-    check_feature_schema(scorable, model.schema, registry=registry, tables_present=tables)
+    as_missing = sorted(n for names in without_data.values() for n in names)
+    check_feature_schema(
+        [f.name for f in usable] + as_missing,
+        model.schema,
+        registry=registry,
+        tables_present=tables,
+    )
     by_name = {f.name: f for f in registry}
     features = [by_name[n] for n in model.feature_names]
 
@@ -638,7 +643,7 @@ def run_score(
         raise ScoringError(str(err)) from err
     table = with_missing_features(built.table, without_data, by_name)
     check_feature_schema(
-        [f.name for f in built.features] + sorted(n for ns in without_data.values() for n in ns),
+        [f.name for f in built.features] + as_missing,
         model.schema,
         registry=registry,
     )
