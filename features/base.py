@@ -20,6 +20,8 @@ from pipeline.core.labels import LabelRule
 
 Direction = Literal["higher_is_riskier", "lower_is_riskier", "neither"]
 Dtype = Literal["float", "int", "bool", "category"]
+AttributeKind = Literal["number", "category"]
+ATTRIBUTE_KINDS: tuple[AttributeKind, ...] = ("number", "category")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,24 @@ class DeclarationSettings:
     detractor_max_score: int = 6
     # Modules that count as advanced (depth), as they occur in the data; the play names them.
     advanced_modules: tuple[str, ...] = ()
+    # Event types counted per window (usage_events.event_type, as the data spells them).
+    event_types: tuple[str, ...] = ()
+    # Whether usage_events carries a `value`: the value features exist only then.
+    usage_value: bool = False
+    # Account attributes used as features: (name, "number" | "category"), sorted by name.
+    attributes: tuple[tuple[str, AttributeKind], ...] = ()
+    # Customer effort score: True when a higher answer means less effort.
+    ces_higher_is_easier: bool = True
+
+    def __post_init__(self) -> None:
+        kinds = {name: kind for name, kind in self.attributes if kind not in ATTRIBUTE_KINDS}
+        if kinds:
+            raise ValueError(f"attributes {kinds}: the kind must be one of {ATTRIBUTE_KINDS}")
+        names = [name for name, _ in self.attributes]
+        if len(names) != len(set(names)):
+            raise ValueError(f"attributes {names} name an attribute twice")
+        if len(self.event_types) != len(set(self.event_types)):
+            raise ValueError(f"event_types {list(self.event_types)} name a type twice")
 
     @property
     def max_window(self) -> int:

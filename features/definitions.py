@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING
 
 from features.base import DeclarationSettings, Feature, FeatureSettings, Statement
 from features.labels import label_statement
+from features.names import event_type_columns
 from features.registry import FAMILIES, build_registry
-from features.sql import SECONDS_PER_DAY, day_of_date, day_of_timestamp, epoch, quote_list
+from features.sql import (
+    SECONDS_PER_DAY,
+    day_of_date,
+    day_of_timestamp,
+    epoch,
+    quote,
+    quote_list,
+)
 
 if TYPE_CHECKING:
     from pipeline.core.config import Config
@@ -93,7 +101,9 @@ def _user_day(settings: FeatureSettings, *, has_trainings: bool) -> Statement:
     """Usage pre-aggregated to account, user and day: the grain usage and onboarding read.
 
     It carries each user's first training completion too, so the usage pass can tell trained
-    active users without a second join (training's `trained_user_share`).
+    active users without a second join (training's `trained_user_share`). With
+    `settings.usage_value` it sums the events' values (and counts the events that carry one);
+    with `settings.event_types`, the events of each type (columns `events_type_<slug>`).
     """
     first_completion_join = ""
     first_completion_col = "CAST(NULL AS BIGINT) AS first_completion_epoch"
@@ -105,10 +115,18 @@ def _user_day(settings: FeatureSettings, *, has_trainings: bool) -> Statement:
             GROUP BY user_id, account_id
         ) AS fc ON fc.user_id = g.user_id AND fc.account_id = g.account_id"""
         first_completion_col = "fc.first_completion_epoch"
+    extra: dict[str, str] = {}  # column: its aggregate over the usage rows
+    if settings.usage_value:
+        extra["value_sum"] = "SUM(e.value)"
+        extra["valued_events"] = "SUM(CASE WHEN e.value IS NOT NULL THEN e.count ELSE 0 END)"
+    for event_type, column in event_type_columns(settings.event_types).items():
+        extra[column] = f"SUM(CASE WHEN e.event_type = {quote(event_type)} THEN e.count ELSE 0 END)"
+    extra_sums = "".join(f",\n                   {agg} AS {col}" for col, agg in extra.items())
+    extra_cols = "".join(f", g.{col}" for col in extra)
     return Statement(
         "user_day",
         f"""
-        SELECT g.account_id, g.user_id, g.day, g.events, g.advanced_events, g.modules,
+        SELECT g.account_id, g.user_id, g.day, g.events, g.advanced_events, g.modules{extra_cols},
                {first_completion_col}
         FROM (
             SELECT e.account_id, e.user_id,
@@ -116,7 +134,7 @@ def _user_day(settings: FeatureSettings, *, has_trainings: bool) -> Statement:
                    SUM(e.count) AS events,
                    SUM(CASE WHEN e.module IN ({quote_list(settings.advanced_modules)})
                             THEN e.count ELSE 0 END) AS advanced_events,
-                   BIT_OR(b.bit) AS modules
+                   BIT_OR(b.bit) AS modules{extra_sums}
             FROM usage_events AS e
             JOIN module_bits AS b ON b.module = e.module
             GROUP BY e.account_id, e.user_id, {day_of_timestamp("e.occurred_at")}
@@ -187,22 +205,38 @@ def feature_statements(
     return statements
 
 
-def settings_from_config(config: Config, as_of_day: int) -> FeatureSettings:
-    """The definitions' settings from the typed config's `features` and `base` sections."""
+def _declared(config: Config) -> dict:
+    """The declaration settings' values from the typed config's `features` section.
+
+    `usage_value` is False here: whether usage_events carries values is a fact of the data,
+    resolved where the data is read (as the advanced modules are).
+    """
     f = config.features
-    rule = config.label_rule
-    return FeatureSettings(
+    return dict(
         windows=tuple(sorted(set(f.windows))),
-        advanced_modules=tuple(f.advanced_modules or ()),
-        priority_weights={str(k): float(v) for k, v in f.priority_weights.items()},
-        label_horizon_days=int(rule.horizon_days),
-        renewal_grace_days=int(rule.grace_days),
-        as_of_day=as_of_day,
         onboarding_days=int(f.onboarding_days),
         activation_days=tuple(sorted(set(f.activation_days))),
         stickiness_days=int(f.stickiness_days),
         qbr_window_days=int(f.qbr_window_days),
         detractor_max_score=int(f.detractor_max_score),
+        advanced_modules=tuple(f.advanced_modules or ()),
+        event_types=tuple(f.event_types or ()),
+        usage_value=False,
+        attributes=tuple(sorted((f.attributes or {}).items())),
+        ces_higher_is_easier=bool(f.ces_higher_is_easier),
+    )
+
+
+def settings_from_config(config: Config, as_of_day: int) -> FeatureSettings:
+    """The definitions' settings from the typed config's `features` and `base` sections."""
+    f = config.features
+    rule = config.label_rule
+    return FeatureSettings(
+        **_declared(config),
+        priority_weights={str(k): float(v) for k, v in f.priority_weights.items()},
+        label_horizon_days=int(rule.horizon_days),
+        renewal_grace_days=int(rule.grace_days),
+        as_of_day=as_of_day,
     )
 
 
@@ -212,14 +246,5 @@ def registry_for(config: Config) -> list[Feature]:
     Every caller that needs feature metadata (training, scoring, the report, the registry doc)
     builds it here, so the registry and the SQL are always built from the same settings.
     """
-    f = config.features
-    settings = DeclarationSettings(
-        windows=tuple(sorted(set(f.windows))),
-        onboarding_days=int(f.onboarding_days),
-        activation_days=tuple(sorted(set(f.activation_days))),
-        stickiness_days=int(f.stickiness_days),
-        qbr_window_days=int(f.qbr_window_days),
-        detractor_max_score=int(f.detractor_max_score),
-        advanced_modules=tuple(f.advanced_modules or ()),
-    )
+    settings = DeclarationSettings(**_declared(config))
     return build_registry(settings.windows, settings=settings)

@@ -17,6 +17,12 @@ PLAYS = {
     "escalation": "Call the sponsor about the escalations before they come up at renewal.",
     "onboarding": "Restart onboarding: a kickoff call, a success plan and a first-value milestone.",
     "sentiment": "Follow up on the survey answers: call detractors and close the loop.",
+    "satisfaction": "Recover satisfaction: call the users who rated the service low, fix what "
+    "they raised and tell them what changed.",
+    "effort": "Remove friction: review the support journey and the tasks users find hard, and "
+    "fix the worst step first.",
+    "usage_review": "Review the change in this kind of usage with the account's team: what "
+    "changed, and why.",
     "engagement": "Book a check-in; the account has gone quiet.",
     "exec": "Arrange an executive sponsor meeting.",
     "qbr": "Schedule the quarterly business review.",

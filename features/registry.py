@@ -14,7 +14,16 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from features.base import DeclarationSettings, Direction, Dtype, Feature, FeatureFamily
-from features.families import commercial, engagement, onboarding, support, training, usage
+from features.families import (
+    attributes,
+    commercial,
+    engagement,
+    onboarding,
+    satisfaction,
+    support,
+    training,
+    usage,
+)
 from features.plays import PLAYS
 
 __all__ = [
@@ -30,7 +39,7 @@ __all__ = [
 ]
 
 # The order of the feature table's columns, the report's families and the registry doc.
-_ORDER = (usage, training, support, onboarding, engagement, commercial)
+_ORDER = (usage, training, support, onboarding, engagement, satisfaction, commercial, attributes)
 
 FAMILIES: Mapping[str, FeatureFamily] = MappingProxyType(
     {module.FAMILY.name: module.FAMILY for module in _ORDER}

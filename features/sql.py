@@ -25,9 +25,14 @@ def day_of_date(column: str) -> str:
     return f"CAST(FLOOR(EPOCH(CAST({column} AS TIMESTAMP)) / {SECONDS_PER_DAY}) AS BIGINT)"
 
 
+def quote(value: str) -> str:
+    """A text literal (single quotes doubled; SQLGlot escapes it for Spark)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def quote_list(values: tuple[str, ...]) -> str:
     """Text values as a SQL list for `IN (...)`; NULL when empty, so `IN (NULL)` matches none."""
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values) or "NULL"
+    return ", ".join(quote(v) for v in values) or "NULL"
 
 
 def double(value: float) -> str:

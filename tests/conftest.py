@@ -82,6 +82,7 @@ def tiny_raw_tables() -> dict[str, pd.DataFrame]:
                 "module": ["dashboard", "reports", "automation", "api", "dashboard"],
                 "event_type": ["view", "view", "run", "call", "view"],
                 "count": ["3", "1", "2", "10", "1"],
+                "value": ["12.5", None, "3", None, "0.5"],
             }
         ),
         "trainings": pd.DataFrame(
@@ -115,11 +116,36 @@ def tiny_raw_tables() -> dict[str, pd.DataFrame]:
                 "score": ["9", "3"],
             }
         ),
+        "satisfaction_responses": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2", "A3"],
+                "user_id": ["U1", None, "U4"],
+                "responded_at": [
+                    "2024-03-01T00:00:00Z",
+                    "2024-04-02T00:00:00Z",
+                    "2024-05-02T00:00:00Z",
+                ],
+                "survey": ["csat", "csat", "ces"],
+                "score": ["4", "2", "6"],
+            }
+        ),
         "csm_touchpoints": pd.DataFrame(
             {
                 "account_id": ["A1", "A3"],
                 "occurred_at": ["2024-02-01T14:00:00Z", "2024-06-01T14:00:00Z"],
                 "kind": ["call", "qbr"],
+            }
+        ),
+        "account_attributes": pd.DataFrame(
+            {
+                "account_id": ["A1", "A1", "A2"],
+                "attribute": ["employees", "employees", "channel"],
+                "value": ["12", "30", "partner"],
+                "valid_from": [
+                    "2024-01-10T09:00:00Z",
+                    "2024-06-01T00:00:00Z",
+                    "2024-02-01T00:00:00Z",
+                ],
             }
         ),
     }

@@ -15,12 +15,19 @@ few enough rows that every feature can be worked out by hand (see test_features_
   past its deadlines, a response after t to a deadline before t, deadlines still ahead at t,
   escalations resolved before and after t; renewed after a gap inside the grace period.
 
+Usage events carry event types with a space, a quote and a backslash in them (and one
+without a type) and a `value` on a few rows; CSAT/CES answers and account attributes sit on
+the window edges too (exactly t - 30 days, exactly t, a value that starts to hold at t).
+`ALL_KINDS` declares the features that exist only for some data (event types, values,
+attributes); `SETTINGS` declares the rest.
+
 Values are text, as a CSV export would give them; ingest parses and validates them exactly as
 it would a user's data.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -51,6 +58,22 @@ SETTINGS = FeatureSettings(
     stickiness_days=30,
     qbr_window_days=90,
     detractor_max_score=6,
+)
+
+# Every kind of feature. Ingest normalises categories (lowercase, spaces and dashes as "_"),
+# so the event types and attribute names are spelled as in the interim data: "API call" is
+# api_call there, "Discount %" is discount_%. "api_call!" never occurs and shares its slug
+# with api_call; "region_code" never occurs.
+ALL_KINDS = replace(
+    SETTINGS,
+    event_types=("view", "api_call", "api_call!", "rule's_run", "report\\export"),
+    usage_value=True,
+    attributes=(
+        ("channel", "category"),
+        ("discount_%", "number"),
+        ("employees", "number"),
+        ("region_code", "category"),
+    ),
 )
 
 MATURE, NO_USAGE, YOUNG, SUPPORT = "mature", "no_usage", "young", "support"
@@ -104,29 +127,30 @@ def fixture_tables() -> dict[str, pd.DataFrame]:
             ("S2", SUPPORT, "2023-06-01T01:00:00Z", "member", None),
         ],
     )
+    # Event types with a space, a quote, a backslash and none at all; a `value` on a few rows.
     usage_events = _frame(
-        ["account_id", "user_id", "occurred_at", "module", "event_type", "count"],
+        ["account_id", "user_id", "occurred_at", "module", "event_type", "count", "value"],
         [
-            (MATURE, "M1", "2022-07-15T10:00:00Z", "dashboard", "view", "1"),
-            (MATURE, "M2", "2022-08-20T10:00:00Z", "reports", "view", "1"),
-            (MATURE, "M3", "2024-02-15T09:00:00Z", "dashboard", "view", "1"),
-            (MATURE, "M4", "2024-02-20T09:00:00Z", "reports", "view", "1"),
-            (MATURE, "M3", "2024-04-10T09:00:00Z", "dashboard", "view", "2"),
-            (MATURE, "M3", "2024-05-01T23:59:59Z", "api", "call", "1"),
-            (MATURE, "M1", "2024-05-02T00:00:00Z", "dashboard", "view", "4"),
-            (MATURE, "M2", "2024-05-20T10:00:00Z", "reports", "view", "3"),
-            (MATURE, "M1", "2024-06-01T00:30:00+02:00", "automation", "run", "2"),
-            (MATURE, "M2", "2024-05-31T23:30:00-02:00", "api", "call", "7"),
-            (MATURE, "M2", "2024-06-01T00:00:00Z", "analytics", "view", "5"),
-            (YOUNG, "Y1", "2024-04-23T08:00:00Z", "dashboard", "view", "2"),
-            (YOUNG, "Y2", "2024-05-10T08:00:00Z", "analytics", "view", "3"),
-            (YOUNG, "Y3", "2024-05-25T08:00:00Z", "dashboard", "view", "1"),
-            (YOUNG, "Y2", "2024-05-25T09:00:00Z", "reports", "view", "4"),
-            (YOUNG, "Y3", "2024-05-26T08:00:00Z", "dashboard", "view", "1"),
-            (YOUNG, "Y4", "2024-06-15T08:00:00Z", "dashboard", "view", "1"),
-            (SUPPORT, "S1", "2023-07-01T10:00:00Z", "dashboard", "view", "1"),
-            (SUPPORT, "S2", "2024-03-10T10:00:00Z", "dashboard", "view", "5"),
-            (SUPPORT, "S1", "2024-05-15T10:00:00Z", "api", "call", "10"),
+            (MATURE, "M1", "2022-07-15T10:00:00Z", "dashboard", "view", "1", None),
+            (MATURE, "M2", "2022-08-20T10:00:00Z", "reports", "view", "1", None),
+            (MATURE, "M3", "2024-02-15T09:00:00Z", "dashboard", "view", "1", "7"),
+            (MATURE, "M4", "2024-02-20T09:00:00Z", "reports", "view", "1", None),
+            (MATURE, "M3", "2024-04-10T09:00:00Z", "dashboard", "view", "2", None),
+            (MATURE, "M3", "2024-05-01T23:59:59Z", "api", "API call", "1", "100"),
+            (MATURE, "M1", "2024-05-02T00:00:00Z", "dashboard", "view", "4", "10.5"),
+            (MATURE, "M2", "2024-05-20T10:00:00Z", "reports", "view", "3", None),
+            (MATURE, "M1", "2024-06-01T00:30:00+02:00", "automation", "rule's run", "2", "4"),
+            (MATURE, "M2", "2024-05-31T23:30:00-02:00", "api", "API call", "7", "50"),
+            (MATURE, "M2", "2024-06-01T00:00:00Z", "analytics", "view", "5", "1000"),
+            (YOUNG, "Y1", "2024-04-23T08:00:00Z", "dashboard", "view", "2", None),
+            (YOUNG, "Y2", "2024-05-10T08:00:00Z", "analytics", "view", "3", None),
+            (YOUNG, "Y3", "2024-05-25T08:00:00Z", "dashboard", "view", "1", None),
+            (YOUNG, "Y2", "2024-05-25T09:00:00Z", "reports", "view", "4", None),
+            (YOUNG, "Y3", "2024-05-26T08:00:00Z", "dashboard", None, "1", None),
+            (YOUNG, "Y4", "2024-06-15T08:00:00Z", "dashboard", "view", "1", None),
+            (SUPPORT, "S1", "2023-07-01T10:00:00Z", "dashboard", "view", "1", None),
+            (SUPPORT, "S2", "2024-03-10T10:00:00Z", "dashboard", "report\\export", "5", None),
+            (SUPPORT, "S1", "2024-05-15T10:00:00Z", "api", "API call", "10", "0"),
         ],
     )
     trainings = _frame(
@@ -184,6 +208,21 @@ def fixture_tables() -> dict[str, pd.DataFrame]:
             (YOUNG, "Y1", "2024-05-15T00:00:00Z", "9"),
         ],
     )
+    satisfaction_responses = _frame(
+        ["account_id", "user_id", "responded_at", "survey", "score"],
+        [
+            (MATURE, "M1", "2024-05-02T00:00:00Z", "csat", "4"),
+            (MATURE, "M2", "2024-05-01T23:59:59Z", "csat", "2"),
+            (MATURE, "M2", "2024-05-20T10:00:00Z", "csat", "5"),
+            (MATURE, "M3", "2024-05-20T10:00:00Z", "csat", "2"),
+            (MATURE, "M1", "2024-06-01T00:00:00Z", "csat", "1"),
+            (MATURE, None, "2024-03-03T00:00:00Z", "ces", "6"),
+            (MATURE, "M2", "2024-05-10T00:00:00Z", "ces", "2"),
+            (MATURE, "M3", "2023-12-01T00:00:00Z", "ces", "7"),
+            (YOUNG, "Y1", "2024-05-15T00:00:00Z", "csat", "80"),
+            (SUPPORT, "S1", "2024-04-01T00:00:00Z", "ces", "5"),
+        ],
+    )
     csm_touchpoints = _frame(
         ["account_id", "occurred_at", "kind"],
         [
@@ -196,6 +235,21 @@ def fixture_tables() -> dict[str, pd.DataFrame]:
             (SUPPORT, "2024-05-31T12:00:00Z", "exec_sponsor"),
         ],
     )
+    account_attributes = _frame(
+        ["account_id", "attribute", "value", "valid_from"],
+        [
+            (MATURE, "employees", "120", "2023-01-01T00:00:00Z"),
+            (MATURE, "employees", "150", "2024-06-01T00:00:00Z"),
+            (MATURE, "channel", "partner", "2022-07-10T09:00:00Z"),
+            (MATURE, "channel", "direct", "2024-03-01T00:00:00Z"),
+            (MATURE, "Discount %", "12.5", "2024-01-01T00:00:00Z"),
+            (YOUNG, "employees", "about 40", "2024-04-22T15:00:00Z"),
+            (YOUNG, "channel", "partner", "2024-04-22T15:00:00Z"),
+            (YOUNG, "channel", None, "2024-05-15T00:00:00Z"),
+            (SUPPORT, "employees", "1e3", "2023-06-01T00:00:00Z"),
+            (SUPPORT, "employees", "2000", "2024-10-01T00:00:00Z"),
+        ],
+    )
     return {
         "accounts": accounts,
         "contracts": contracts,
@@ -204,7 +258,9 @@ def fixture_tables() -> dict[str, pd.DataFrame]:
         "trainings": trainings,
         "support_tickets": support_tickets,
         "nps_responses": nps_responses,
+        "satisfaction_responses": satisfaction_responses,
         "csm_touchpoints": csm_touchpoints,
+        "account_attributes": account_attributes,
     }
 
 

@@ -1,11 +1,15 @@
-"""Product usage depth: active users, modules, advanced usage, stickiness, recency.
+"""Product usage depth: active users and days, events, modules, advanced usage, stickiness,
+recency; event values and counts per event type where the settings ask for them.
 
-Reads `user_day` (usage per account, user and UTC day, built in `features.definitions`).
+Reads `user_day` (usage per account, user and UTC day, built in `features.definitions`). The
+counts that do not need users (active days, events, values, event types) come from the
+account-day grain, so an event log without user ids still gives them.
 """
 
 from __future__ import annotations
 
 from features.base import DeclarationSettings, Feature, FeatureFamily, FeatureSettings, Statement
+from features.names import event_type_columns
 from features.plays import PLAYS, advanced_play
 from features.sql import ratio
 
@@ -78,7 +82,59 @@ def _views(settings: FeatureSettings, tables: frozenset[str]) -> list[Statement]
         """,
         alias="u",
     )
-    return [per_user, usage]
+    return [per_user, usage, *_activity_views(settings)]
+
+
+def _activity_views(settings: FeatureSettings) -> list[Statement]:
+    """Usage per account and UTC day, and its windows per snapshot (alias `ua`)."""
+    sums = ["SUM(events) AS events"]
+    if settings.usage_value:
+        sums += ["SUM(value_sum) AS value_sum", "SUM(valued_events) AS valued_events"]
+    types = list(event_type_columns(settings.event_types).values())
+    sums += [f"SUM({column}) AS {column}" for column in types]
+    account_day = Statement(
+        "account_day",
+        f"""
+        SELECT account_id, day, {", ".join(sums)}
+        FROM user_day
+        GROUP BY account_id, day
+        """,
+        materialize=True,
+        static=True,
+    )
+    aggs = []
+    for w in settings.windows:
+        cur = f"a.day >= s.snap_day - {w}"
+        prev = f"a.day >= s.snap_day - {2 * w} AND a.day < s.snap_day - {w}"
+        aggs += [
+            f"COUNT(CASE WHEN {cur} THEN 1 END) AS active_days_{w}d",
+            f"COALESCE(SUM(CASE WHEN {cur} THEN a.events END), 0) AS events_{w}d",
+            f"COALESCE(SUM(CASE WHEN {prev} THEN a.events END), 0) AS prev_events_{w}d",
+        ]
+        if settings.usage_value:
+            aggs += [
+                f"SUM(CASE WHEN {cur} THEN a.value_sum END) AS value_sum_{w}d",
+                f"SUM(CASE WHEN {cur} THEN a.valued_events END) AS valued_events_{w}d",
+            ]
+        aggs += [
+            f"COALESCE(SUM(CASE WHEN {cur} THEN a.{column} END), 0) AS {column}_{w}d"
+            for column in types
+        ]
+    activity = Statement(
+        "f_activity",
+        f"""
+        SELECT s.account_id, s.snapshot_date,
+               {", ".join(aggs)}
+        FROM snap AS s
+        LEFT JOIN account_day AS a
+          ON a.account_id = s.account_id
+         AND a.day < s.snap_day
+         AND a.day >= s.snap_day - {settings.lookback_days}
+        GROUP BY s.account_id, s.snapshot_date
+        """,
+        alias="ua",
+    )
+    return [account_day, activity]
 
 
 def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
@@ -157,7 +213,97 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             sql=f"CAST(u.active_users_{w}d - u.prev_active_users_{w}d AS DOUBLE)"
             f" / GREATEST(u.prev_active_users_{w}d, 1)",
         ),
+        *_activity_features(w, settings),
     ]
+
+
+def _activity_features(w: int, settings: DeclarationSettings) -> list[Feature]:
+    """Volume without users: active days, events and their trend, values, event types."""
+    features = [
+        Feature(
+            name=f"active_days_{w}d",
+            family="usage",
+            description=f"Days with any product usage in the last {w} days",
+            unit="days",
+            dtype="int",
+            direction="lower_is_riskier",
+            actionable=True,
+            play=PLAYS["engagement"],
+            window_days=w,
+            sql=f"ua.active_days_{w}d",
+        ),
+        Feature(
+            name=f"events_{w}d",
+            family="usage",
+            description=f"Product events in the last {w} days",
+            unit="events",
+            dtype="int",
+            direction="lower_is_riskier",
+            actionable=True,
+            play=PLAYS["adoption"],
+            window_days=w,
+            sql=f"ua.events_{w}d",
+        ),
+        Feature(
+            name=f"events_trend_{w}d",
+            family="usage",
+            description=f"Change in product events, last {w} days against the {w} before",
+            unit="share",
+            dtype="float",
+            direction="lower_is_riskier",
+            actionable=True,
+            play=PLAYS["adoption"],
+            window_days=w,
+            # relative change; from no events at all, the count itself
+            sql=f"CAST(ua.events_{w}d - ua.prev_events_{w}d AS DOUBLE)"
+            f" / GREATEST(ua.prev_events_{w}d, 1)",
+        ),
+    ]
+    if settings.usage_value:
+        # A value can be revenue or errors: no risk direction is a business fact.
+        features += [
+            Feature(
+                name=f"usage_value_{w}d",
+                family="usage",
+                description=f"Total value of the product events in the last {w} days",
+                unit="",
+                dtype="float",
+                direction="neither",
+                actionable=True,
+                play=PLAYS["usage_review"],
+                window_days=w,
+                sql=f"ua.value_sum_{w}d",
+            ),
+            Feature(
+                name=f"usage_value_per_event_{w}d",
+                family="usage",
+                description=f"Value per product event (events with a value), last {w} days",
+                unit="",
+                dtype="float",
+                direction="neither",
+                actionable=True,
+                play=PLAYS["usage_review"],
+                window_days=w,
+                sql=ratio(f"ua.value_sum_{w}d", f"ua.valued_events_{w}d"),
+            ),
+        ]
+    features += [
+        Feature(
+            name=f"{column}_{w}d",
+            family="usage",
+            description=f"'{event_type}' events in the last {w} days",
+            unit="events",
+            dtype="int",
+            # an error-like type is riskier when higher, a feature-use type when lower
+            direction="neither",
+            actionable=True,
+            play=PLAYS["usage_review"],
+            window_days=w,
+            sql=f"ua.{column}_{w}d",
+        )
+        for event_type, column in event_type_columns(settings.event_types).items()
+    ]
+    return features
 
 
 def _fixed(settings: DeclarationSettings) -> list[Feature]:

@@ -171,9 +171,18 @@ def atomic_path(target: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> None:
-    """Write a frame as Parquet (typed by `schema` when given) atomically."""
+def write_table(
+    frame: pd.DataFrame,
+    path: Path,
+    schema: pa.Schema | None = None,
+    *,
+    metadata: dict[bytes, bytes] | None = None,
+) -> None:
+    """Write a frame as Parquet (typed by `schema` when given) atomically; `metadata` joins the
+    file's key-value metadata (what the table was built with travels with it)."""
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False)
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 from pydantic.types import Strict
 
@@ -76,6 +76,10 @@ class SimulateSection(Section):
     trouble_share: Share = 0.42
     usage_intensity: Annotated[float, Strict(), Field(gt=0)] = 1.0
     churn_logit_shift: Float = 0.0
+    # The shape of the company's exports: demo (every table, the contract's own names), or a
+    # company whose data does not look like the demo (see pipeline/stages/simulate/profiles.py
+    # for each profile's raw shape and the ingest/features params it needs).
+    profile: Literal["demo", "plg_monthly", "minimal", "other_vocabulary"] = "demo"
 
     @_model_validator(mode="after")
     def _shares_sum_to_one(self) -> SimulateSection:
@@ -139,6 +143,13 @@ class IngestSection(Section):
     segment_tiers: SegmentTiers | None = None
     # SLA targets by ticket priority, for tickets whose export has none: {urgent: {...}}.
     sla_policy: dict[Str, SlaTargets] = Field(default_factory=dict)
+    # SLA targets by plan (the plan of the account's contract when the ticket was opened), then
+    # priority: {Enterprise: {urgent: {...}}}; sla_policy covers plans not named here.
+    sla_policy_by_plan: dict[Str, dict[Str, SlaTargets]] = Field(default_factory=dict)
+    # Subscriptions billed every N months without term rows (open-ended monthly billing): each
+    # contract row is split into N-month terms from its start to its end_date, or, when that is
+    # empty, to the term that covers the as-of date. null = every row needs an end_date.
+    billing_period_months: PositiveInt | None = None
 
     @field_validator("sla_policy")
     @classmethod
@@ -150,6 +161,20 @@ class IngestSection(Section):
             raise ValueError(
                 f"unknown priorities {unknown}; the contract's are {TICKET_PRIORITIES}"
             )
+        return value
+
+    @field_validator("sla_policy_by_plan")
+    @classmethod
+    def _known_plan_priorities(cls, value: dict) -> dict:
+        from pipeline.data.contract import TICKET_PRIORITIES
+
+        for plan, policy in value.items():
+            unknown = sorted(set(policy) - set(TICKET_PRIORITIES))
+            if unknown:
+                raise ValueError(
+                    f"plan {plan!r}: unknown priorities {unknown}; the contract's are "
+                    f"{TICKET_PRIORITIES}"
+                )
         return value
 
     naive_timezone: Str | None = None
@@ -232,6 +257,16 @@ class FeaturesSection(Section):
     stickiness_days: PositiveInt = 30
     qbr_window_days: PositiveInt = 90
     detractor_max_score: NonNegativeInt = 6
+    # Event types counted per window: null = the `top_event_types` most frequent types in the
+    # data (before as-of); a list pins them; [] for none.
+    event_types: tuple[Str, ...] | None = None
+    top_event_types: NonNegativeInt = 5
+    # Account attributes used as features, {name: number | category}: null = every attribute
+    # in account_attributes (numbers where every value parses as one); {} for none.
+    attributes: dict[Str, Literal["number", "category"]] | None = None
+    # Customer effort score: true when a higher answer means less effort (CES 2.0, "the
+    # company made it easy to..."), false for scales where higher means more effort.
+    ces_higher_is_easier: StrictBool = True
     duckdb: DuckDBOptions = Field(default_factory=DuckDBOptions)
     spark: SparkOptions = Field(default_factory=SparkOptions)
 

@@ -143,6 +143,7 @@ SEGMENTS = ("smb", "mid_market", "enterprise")
 USER_ROLES = ("admin", "member", "viewer")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TOUCHPOINT_KINDS = ("call", "meeting", "qbr", "exec_sponsor")
+SURVEYS = ("csat", "ces")
 
 #: No business event of a customer predates this; an earlier date is a placeholder or an error.
 EARLIEST_DATE = pd.Timestamp("1970-01-01")
@@ -232,7 +233,10 @@ TABLES: dict[str, TableSpec] = {
                 ColumnSpec(
                     "end_date",
                     "date",
-                    "Scheduled end of the term (exclusive): the renewal date.",
+                    "Scheduled end of the term (exclusive): the renewal date. Empty for an "
+                    "open-ended subscription, which then needs ingest.billing_period_months "
+                    "(the row is split into billing terms; else it is quarantined).",
+                    nullable=True,
                     before_as_of=False,
                     max_years_after_as_of=50,
                 ),
@@ -321,6 +325,15 @@ TABLES: dict[str, TableSpec] = {
                     default=1,
                     min_value=1,
                     plausible_max=1e9,
+                ),
+                ColumnSpec(
+                    "value",
+                    "float",
+                    "A quantity the events carry (deal amount, minutes, records, errors), "
+                    "summed over the row's events; empty when the events carry none.",
+                    required=False,
+                    nullable=True,
+                    plausible_max=1e12,
                 ),
             ),
             foreign_keys=(_ACCOUNT_FK, _USER_FK),
@@ -429,6 +442,61 @@ TABLES: dict[str, TableSpec] = {
             foreign_keys=(_ACCOUNT_FK,),
         ),
         TableSpec(
+            name="satisfaction_responses",
+            description=(
+                "Satisfaction surveys on scales other than NPS: CSAT (e.g. 1-5) and customer "
+                "effort score (CES, e.g. 1-7), each with features of its own."
+            ),
+            columns=(
+                ColumnSpec("account_id", "id", "The account."),
+                ColumnSpec("user_id", "id", "Who answered; empty if anonymous.", nullable=True),
+                ColumnSpec(
+                    "responded_at", "timestamp", "When they answered.", after_account_created=True
+                ),
+                ColumnSpec(
+                    "survey",
+                    "category",
+                    "Which survey: csat (satisfaction) or ces (effort; its direction is "
+                    "features.ces_higher_is_easier).",
+                    allowed=SURVEYS,
+                ),
+                ColumnSpec(
+                    "score",
+                    "float",
+                    "The answer on the survey's scale.",
+                    min_value=0,
+                    max_value=100,
+                ),
+            ),
+            foreign_keys=(_ACCOUNT_FK,),
+        ),
+        TableSpec(
+            name="account_attributes",
+            description=(
+                "Account attributes that change over time (firmographics, plan, channel, "
+                "discount...), one row per attribute value from the moment it held: used point "
+                "in time as model features (numbers as numbers, anything else as a category)."
+            ),
+            columns=(
+                ColumnSpec("account_id", "id", "The account."),
+                ColumnSpec("attribute", "category", "The attribute's name, e.g. employees."),
+                ColumnSpec(
+                    "value",
+                    "text",
+                    "Its value from valid_from on; empty when it became unknown.",
+                    nullable=True,
+                ),
+                ColumnSpec(
+                    "valid_from",
+                    "timestamp",
+                    "When the value began to hold (as recorded then: a value backfilled later "
+                    "would tell early snapshots what was not known yet).",
+                ),
+            ),
+            primary_key=("account_id", "attribute", "valid_from"),
+            foreign_keys=(_ACCOUNT_FK,),
+        ),
+        TableSpec(
             name="csm_touchpoints",
             description="Meetings and calls between the CSM and the account.",
             columns=(
@@ -453,7 +521,9 @@ TABLE_ORDER: tuple[str, ...] = (
     "trainings",
     "support_tickets",
     "nps_responses",
+    "satisfaction_responses",
     "csm_touchpoints",
+    "account_attributes",
 )
 REQUIRED_TABLES: tuple[str, ...] = tuple(n for n in TABLE_ORDER if TABLES[n].required)
 STREAMED_TABLES: frozenset[str] = frozenset({"usage_events"})
@@ -470,7 +540,9 @@ ROW_STAMPS: dict[str, str] = {
     "trainings": "enrolled_at",
     "support_tickets": "opened_at",
     "nps_responses": "responded_at",
+    "satisfaction_responses": "responded_at",
     "csm_touchpoints": "occurred_at",
+    "account_attributes": "valid_from",
 }
 
 

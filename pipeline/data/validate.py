@@ -169,7 +169,8 @@ def _parse_ids(values: pd.Series) -> pd.Series:
     return _blank_to_na(values)
 
 
-def _normalise_category(values: pd.Series) -> pd.Series:
+def normalise_category(values: pd.Series) -> pd.Series:
+    """Category values as ingest stores them: lower case, runs of spaces and dashes as "_"."""
     # Categories have few distinct values: normalise those once, then map back to the rows.
     codes, uniques = pd.factorize(_blank_to_na(values))
     normalised = pd.Series(uniques, dtype=pandas_dtype("category")).str.lower()
@@ -381,7 +382,7 @@ def _coerce_column(
     if col.kind in ("id", "text"):
         return _parse_ids(values) if col.kind == "id" else _blank_to_na(values)
     if col.kind == "category":
-        return _normalise_category(values)
+        return normalise_category(values)
     if col.kind == "timestamp":
         parsed, bad, missing_tz = _parse_timestamps(values, spec, col, naive_timezone, raw)
         reasons.add(f"unparseable_timestamp:{col.name}", bad)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features.base import DeclarationSettings
 from features.definitions import FeatureSettings, feature_statements, settings_from_config
 from features.registry import FAMILIES, Feature, available, build_registry
 from pipeline.core.config import Config
@@ -25,6 +26,7 @@ from pipeline.core.labels import ID_COLUMNS, LABEL
 from pipeline.core.layout import VALIDATION_REPORT
 from pipeline.data.contract import TABLE_ORDER, TABLES, interim_path
 from pipeline.feature_engine.engines import Engine, open_engine
+from pipeline.feature_engine.vocabulary import Vocabulary, resolve_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -241,25 +243,44 @@ def feature_settings(
     as_of: date | None = None,
     interim_dir: Path | None = None,
     modules_as_of: date | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> FeatureSettings:
     """The feature definitions' settings from the typed config (as-of: base.as_of_date).
 
-    With `interim_dir`, the advanced modules are resolved against the data before
-    `modules_as_of` (default: the as-of date; scoring passes its own date, so a list at t
-    depends on nothing after t), see `resolve_advanced_modules`; warnings are logged.
+    With `vocabulary` (a trained model's), the data-dependent names are those. Else, with
+    `interim_dir`, they are resolved against the data before `modules_as_of` (default: the
+    as-of date), see `pipeline.feature_engine.vocabulary`; warnings are logged.
     """
     day = as_of or config.base.as_of_date
     settings = settings_from_config(config, day_number(day))
+    if vocabulary is not None:
+        return vocabulary.apply(settings)
     if interim_dir is None:
         return settings
-    configured = config.features.advanced_modules
-    modules, warnings = resolve_advanced_modules(
-        None if configured is None else tuple(configured),
-        module_adoption(interim_dir, modules_as_of or day),
-    )
+    tables, _ = read_present_tables(interim_dir)
+    resolved, warnings = resolve_vocabulary(config, Path(interim_dir), tables, modules_as_of or day)
     for warning in warnings:
         log.warning("%s", warning)
-    return replace(settings, advanced_modules=modules)
+    return resolved.apply(settings)
+
+
+def vocabulary_of(settings: DeclarationSettings) -> Vocabulary:
+    """The data-dependent names the settings hold, to record beside what they built."""
+    return Vocabulary(
+        advanced_modules=tuple(settings.advanced_modules),
+        event_types=tuple(settings.event_types),
+        usage_value=bool(settings.usage_value),
+        attributes=tuple(settings.attributes),
+    )
+
+
+def declared_registry(config: Config, vocabulary: Vocabulary | None) -> list[Feature]:
+    """The registry a model was trained on: the config's settings with its vocabulary (None:
+    the params' alone, for a model from before vocabularies were recorded)."""
+    settings = settings_from_config(config, day_number(config.base.as_of_date))
+    if vocabulary is not None:
+        settings = vocabulary.apply(settings)
+    return build_registry(settings.windows, settings=settings)
 
 
 def read_present_tables(interim_dir: Path) -> tuple[set[str], dict]:

@@ -41,6 +41,7 @@ from pipeline.feature_engine.build import (
     read_present_tables,
     snapshot_dates,
 )
+from pipeline.feature_engine.vocabulary import Vocabulary
 from pipeline.lists.ranking import SCORED_COLUMNS, check_scored, weekly_lists
 from pipeline.modeling.split import Split
 from pipeline.modeling.store import load_model
@@ -351,7 +352,9 @@ def run_backtest(
         capacity,
         rank_by,
     )
-    settings = feature_settings(config, interim_dir=interim_dir)
+    settings = feature_settings(
+        config, interim_dir=interim_dir, vocabulary=Vocabulary.from_info(model.info)
+    )
     features = compute_features(config, interim_dir, tables, weeks, settings=settings)
     table = features.table
     if table.empty:

@@ -23,7 +23,9 @@ from pipeline.feature_engine.build import (
     feature_settings,
     read_present_tables,
     snapshot_dates,
+    vocabulary_of,
 )
+from pipeline.feature_engine.vocabulary import METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,13 @@ def run_features(
     )
     summary = feature_summary(result)
     summary["engine"] = name
-    # the modules counted as advanced, as resolved against this data (params or derived)
+    # the names resolved against this data (params or derived), which the model keeps
+    vocabulary = vocabulary_of(settings)
+    summary["vocabulary"] = vocabulary.as_dict()
     summary["advanced_modules"] = list(settings.advanced_modules)
-    write_table(result.table, Path(out_path))
+    write_table(
+        result.table, Path(out_path), metadata={METADATA_KEY: vocabulary.to_json().encode()}
+    )
     with atomic_path(Path(summary_path)) as tmp:
         tmp.write_text(summary_json(summary))
     return summary

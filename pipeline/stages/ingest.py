@@ -44,6 +44,7 @@ from pipeline.data.contract import (
     arrow_schema,
     interim_path,
 )
+from pipeline.data.derive import billing_terms, plan_at_open, sla_targets
 from pipeline.data.sources import Source, configured_source
 from pipeline.data.validate import (
     REASON,
@@ -173,31 +174,74 @@ def _context_with(
 
 
 def _with_sla_policy(
-    tickets: pd.DataFrame, policy: Mapping[str, SlaTargets], report: TableReport
+    tickets: pd.DataFrame,
+    policy: Mapping[str, SlaTargets],
+    by_plan: Mapping[str, Mapping[str, SlaTargets]],
+    contracts: pd.DataFrame | None,
+    report: TableReport,
 ) -> pd.DataFrame:
-    """Missing SLA targets filled from the policy by priority (counted as derived values).
+    """Missing SLA targets filled from the policy by plan and priority, or by priority
+    (counted as derived values).
 
     A ticket left without a target counts no breach: breach features are measured only where
     a target exists, never against an invented one.
     """
+    if not policy and not by_plan:
+        return tickets
+    plan = plan_at_open(tickets, contracts) if by_plan and contracts is not None else None
     out = tickets
     for column, attribute in (
         ("sla_first_response_hours", "first_response_hours"),
         ("sla_resolution_hours", "resolution_hours"),
     ):
         missing = out[column].isna()
-        if not missing.any() or not policy:
+        if not missing.any():
             continue
-        target = (
-            out["priority"]
-            .astype("string")
-            .map({p: float(getattr(t, attribute)) for p, t in policy.items()})
+        target = sla_targets(
+            out["priority"],
+            plan,
+            by_priority={p: float(getattr(t, attribute)) for p, t in policy.items()},
+            by_plan={
+                name: {p: float(getattr(t, attribute)) for p, t in targets.items()}
+                for name, targets in by_plan.items()
+            },
         )
         fill = missing & target.notna()
         if fill.any():
-            out = out.assign(**{column: out[column].where(~fill, target.astype("float64"))})
+            out = out.assign(**{column: out[column].where(~fill, target)})
             report.derived_values[column] += int(fill.sum())
     return out
+
+
+def _contracts_spec(billing_period_months: int | None) -> TableSpec:
+    """The contracts contract for this run: an empty end_date (an open-ended subscription) is
+    accepted only when params say how it is billed; otherwise the row is quarantined, because
+    a term without an end has no renewal to predict."""
+    spec = TABLES["contracts"]
+    if billing_period_months is not None:
+        return spec
+    columns = tuple(replace(c, nullable=False) if c.name == "end_date" else c for c in spec.columns)
+    return replace(spec, columns=columns)
+
+
+def _with_billing_terms(
+    contracts: pd.DataFrame, period_months: int | None, as_of: pd.Timestamp, report: TableReport
+) -> pd.DataFrame:
+    """Subscriptions split into billing terms when params give a billing period (counted)."""
+    if period_months is None:
+        return contracts
+    terms, open_ended = billing_terms(contracts, period_months=period_months, as_of=as_of)
+    report.derived_values["end_date"] += open_ended
+    report.derived_values["billing_terms"] += len(terms) - len(contracts)
+    log.warning(
+        "contracts: %d rows split into %d billing terms of %d month(s) (ingest."
+        "billing_period_months); %d open-ended rows end with the term in progress at as-of",
+        len(contracts),
+        len(terms),
+        period_months,
+        open_ended,
+    )
+    return terms
 
 
 def segment_from_tiers(size: pd.Series, *, mid_market: float, enterprise: float) -> pd.Series:
@@ -354,6 +398,12 @@ def _check_quarantine_share(
         f"{max_quarantine_share:.1%}; top reasons: "
         + ", ".join(f"{code} ({n})" for code, n in reasons)
         + (f"; top unknown values: {', '.join(unknown)}" if unknown else "")
+        + (
+            " (empty end dates: open-ended subscriptions? set ingest.billing_period_months)"
+            if spec.name == "contracts"
+            and report.quarantined_by_reason.get("missing_value:end_date")
+            else ""
+        )
         + ". Fix the export or map its values with ingest.value_map, or raise "
         "ingest.max_quarantine_share if this share is expected",
         examples,
@@ -425,12 +475,16 @@ def ingest_source(
     bounds: Mapping[str, Mapping[str, NumericBounds]] | None = None,
     segment_tiers: SegmentTiers | None = None,
     sla_policy: Mapping[str, SlaTargets] | None = None,
+    sla_policy_by_plan: Mapping[str, Mapping[str, SlaTargets]] | None = None,
+    billing_period_months: int | None = None,
     progress=None,
 ) -> dict:
     """Validate every contract table of `source` into `out_dir`; return the validation report.
 
     `segment_tiers` derives accounts.segment from the first contract's size when the export
-    has no segment column (else that is an error naming the setting).
+    has no segment column (else that is an error naming the setting). `sla_policy` and
+    `sla_policy_by_plan` fill missing SLA targets; `billing_period_months` splits contract rows
+    into billing terms and lets open-ended rows (no end_date) in.
 
     `value_map`, `max_text_chars` and `bounds` are `ingest.*` (see `ValidationContext`);
     None means none, no limit and the contract's. A table with more than
@@ -458,8 +512,9 @@ def ingest_source(
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as staging:
         staging.mkdir(parents=True)
+        contracts: pd.DataFrame | None = None
         for name in TABLE_ORDER:
-            spec = TABLES[name]
+            spec = TABLES[name] if name != "contracts" else _contracts_spec(billing_period_months)
             if name not in available:
                 reports[name] = TableReport(status="absent")
                 log.info("%s: absent (optional)", name)
@@ -477,8 +532,13 @@ def ingest_source(
                 result = validate_table(raw, spec, context)
                 report.add(result)
                 accepted = result.accepted
+                if name == "contracts":
+                    contracts = accepted
+                    accepted = _with_billing_terms(accepted, billing_period_months, as_of, report)
                 if name == "support_tickets":
-                    accepted = _with_sla_policy(accepted, sla_policy or {}, report)
+                    accepted = _with_sla_policy(
+                        accepted, sla_policy or {}, sla_policy_by_plan or {}, contracts, report
+                    )
             if report.rows_read == 0:
                 if spec.required:
                     raise DataContractError(name, None, "the table is empty (no rows)")
@@ -513,7 +573,7 @@ def ingest_source(
                 context = _context_with(context, spec, accepted)
                 if name == "contracts" and "accounts" in reports:
                     context = _derive_created_at(
-                        context, accepted, staging, out_dir, reports["accounts"]
+                        context, contracts, staging, out_dir, reports["accounts"]
                     )
             reports[name] = report
             log.info(
@@ -555,6 +615,8 @@ def run_ingest(config: Config, out_dir: Path, *, source: str | None = None, prog
         max_quarantine_share=cfg.max_quarantine_share,
         segment_tiers=cfg.segment_tiers,
         sla_policy=cfg.sla_policy,
+        sla_policy_by_plan=cfg.sla_policy_by_plan,
+        billing_period_months=cfg.billing_period_months,
         max_text_chars=cfg.max_text_chars,
         bounds={
             table: {column: NumericBounds(b.min, b.max) for column, b in columns.items()}

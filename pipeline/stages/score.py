@@ -48,6 +48,7 @@ from pipeline.core.layout import (
 )
 from pipeline.data.contract import interim_path
 from pipeline.feature_engine.build import compute_features, feature_settings, read_present_tables
+from pipeline.feature_engine.vocabulary import Vocabulary
 from pipeline.lists.manifest import CsmEntry, ListsManifest, manifest_bytes, parse_manifest
 from pipeline.lists.ranking import rank_lists
 from pipeline.lists.render import list_flags, render_lists
@@ -616,12 +617,19 @@ def run_score(
         raise ScoringError(f"--as-of {as_of} is after the data's as-of date {data_as_of}")
     interim_dir = Path(interim_dir)
     tables, report = read_present_tables(interim_dir)
-    feature_cfg = feature_settings(config, interim_dir=interim_dir, modules_as_of=as_of)
 
     # The MLflow section is read only for a registry URI, so the DVC stage does not depend on it.
     tracking_uri = config.mlflow.tracking_uri if model_ref.startswith("models:/") else None
     model, source, version = load_model_ref(
         model_ref, tracking_uri=tracking_uri, mlflow_run=mlflow_run
+    )
+    # The model's vocabulary (the names its features were built from); a model from before it
+    # was recorded resolves against the data before this list's date.
+    feature_cfg = feature_settings(
+        config,
+        interim_dir=interim_dir,
+        modules_as_of=as_of,
+        vocabulary=Vocabulary.from_info(model.info),
     )
     registry = build_registry(feature_cfg.windows, settings=feature_cfg)
     usable = available(registry, tables)

@@ -10,17 +10,18 @@ validation share no renewal outcome either.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightgbm as lgb
 import pandas as pd
 
-from features.definitions import registry_for
 from features.registry import Feature
 from pipeline.core.config import Config
 from pipeline.core.errors import TrainingError
 from pipeline.core.labels import LABEL, LabelRule, labelled, purge_overlap
+from pipeline.feature_engine.build import declared_registry
+from pipeline.feature_engine.vocabulary import INFO_KEY, table_vocabulary
 from pipeline.modeling.calibration import Calibrator, fit_calibrator, raw_scores
 from pipeline.modeling.design import design_matrix, feature_schema
 from pipeline.modeling.split import Split, out_of_time_split
@@ -172,7 +173,8 @@ def run_train(config: Config, features_path: Path, models_dir: Path) -> TrainedM
     """The train stage's edge: the feature table in, the model directory out."""
     cfg = config.train
     table = pd.read_parquet(Path(features_path))
-    registry = registry_for(config)
+    vocabulary = table_vocabulary(Path(features_path))
+    registry = declared_registry(config, vocabulary)
     features = [f for f in registry if f.name in table.columns]
     model = train_model(
         table,
@@ -188,5 +190,7 @@ def run_train(config: Config, features_path: Path, models_dir: Path) -> TrainedM
         monotone=cfg.monotone_constraints,
         seed=config.base.seed,
     )
+    if vocabulary is not None:
+        model = replace(model, info={**model.info, INFO_KEY: vocabulary.as_dict()})
     save_model(model, models_dir)
     return model

@@ -14,8 +14,14 @@ from pipeline.feature_engine.build import build_features, present_tables
 from pipeline.feature_engine.engines import DuckDBEngine, SparkEngine, open_engine, to_spark_sql
 from pipeline.stages.features import feature_summary
 from tests.conftest import feature_settings
+from tests.feature_fixtures import (
+    ALL_KINDS,
+    SETTINGS,
+    features_from_interim,
+    fixture_tables,
+    ingest_tables,
+)
 from tests.feature_fixtures import DATES as FIXTURE_DATES
-from tests.feature_fixtures import features_from_interim, fixture_tables, ingest_tables
 
 DATES = [date(2024, 6, 1), date(2025, 3, 1), date(2026, 1, 1), date(2026, 11, 1)]
 
@@ -32,11 +38,25 @@ def spark():
     engine.close()
 
 
-def test_hand_computed_fixture_is_identical_on_spark(tmp_path, spark):
+@pytest.mark.parametrize("settings", [SETTINGS, ALL_KINDS], ids=["default", "all_kinds"])
+def test_hand_computed_fixture_is_identical_on_spark(tmp_path, spark, settings):
+    """ALL_KINDS adds the features of event types (quotes, a backslash), values and
+    attributes; the fixture has CSAT/CES answers and attributes either way."""
     interim, tables = ingest_tables(fixture_tables(), tmp_path)
-    expected = features_from_interim(interim, tables, FIXTURE_DATES, engine=DuckDBEngine(threads=1))
-    got = features_from_interim(interim, tables, FIXTURE_DATES, engine=spark)
+    duck = DuckDBEngine(threads=1)
+    try:
+        expected = features_from_interim(
+            interim, tables, FIXTURE_DATES, engine=duck, settings=settings
+        )
+    finally:
+        duck.close()
+    got = features_from_interim(interim, tables, FIXTURE_DATES, engine=spark, settings=settings)
     assert len(expected) >= 8
+    assert {"satisfaction_responses", "account_attributes"} <= tables
+    assert {"latest_csat", "ces_mean_90d", "active_days_30d"} <= set(expected.columns)
+    if settings is ALL_KINDS:
+        kinds = {"events_type_rule_s_run_30d", "events_type_report_export_90d", "attr_channel"}
+        assert kinds | {"usage_value_per_event_30d", "attr_employees"} <= set(expected.columns)
     pd.testing.assert_frame_equal(expected, got, check_exact=False, rtol=1e-12)
 
 
@@ -74,7 +94,13 @@ def test_only_required_tables_give_the_families_that_exist(small_demo):
     finally:
         engine.close()
     summary = feature_summary(result)
-    assert summary["families_unavailable"] == ["training", "support", "engagement"]
+    assert summary["families_unavailable"] == [
+        "training",
+        "support",
+        "engagement",
+        "satisfaction",
+        "attributes",
+    ]
     assert summary["families_partial"] == ["onboarding"]  # trainings in the first 90 days
     columns = set(result.table.columns)
     assert "active_users_30d" in columns and "seats_activated_90d" in columns

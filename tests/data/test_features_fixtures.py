@@ -60,6 +60,15 @@ NO_NPS = {
     "nps_detractor": None,  # unknown, not "not a detractor"
 }
 
+NO_SATISFACTION = {
+    "csat_mean_30d": None,
+    "ces_mean_30d": None,
+    "csat_mean_90d": None,
+    "ces_mean_90d": None,
+    "latest_csat": None,
+    "latest_ces": None,
+}
+
 EXPECTED: dict[str, dict[str, dict[str, object]]] = {
     "usage": {
         # 30d [05-02, 06-01): M1 05-02T00:00Z (exactly t - 30d: in) dashboard x4; M2 05-20
@@ -84,6 +93,13 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
             "active_users_trend_90d": 0.5,  # (3 - 2) / 2
             "stickiness_30d": 0.05,  # user-days M1 05-02, M1 05-31, M2 05-20 = 3 / (2 * 30)
             "days_since_last_activity": 1.0,  # last active day 05-31
+            # days 05-02 (exactly t - 30d: in), 05-20, 05-31; 06-01 (at t) is out
+            "active_days_30d": 3,
+            "events_30d": 9,  # 4 + 3 + 2
+            "events_trend_30d": 2.0,  # prev 30d: 04-10 x2 + 05-01 x1 = 3; (9 - 3) / 3
+            "active_days_90d": 5,  # + 04-10, 05-01
+            "events_90d": 12,  # 9 + 2 + 1
+            "events_trend_90d": 5.0,  # prev 90d: 02-15 x1 + 02-20 x1 = 2; (12 - 2) / 2
         },
         NO_USAGE: {
             "active_users_30d": 0,
@@ -100,6 +116,12 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
             "active_users_trend_90d": 0.0,
             "stickiness_30d": None,  # 0 user-days / (0 * 30)
             "days_since_last_activity": 181.0,  # cap: 2 * 90 + 1
+            "active_days_30d": 0,
+            "events_30d": 0,
+            "events_trend_30d": 0.0,  # (0 - 0) / max(0, 1)
+            "active_days_90d": 0,
+            "events_90d": 0,
+            "events_trend_90d": 0.0,
         },
         # 30d: Y2 05-10 analytics x3, Y3 05-25 dashboard x1, Y2 05-25 reports x4,
         #   Y3 05-26 dashboard x1. prev 30d: Y1 04-23 dashboard x2. Y4 06-15 is after t.
@@ -118,6 +140,12 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
             "active_users_trend_90d": 3.0,  # (3 - 0) / max(0, 1)
             "stickiness_30d": 4 / 60,  # Y2 05-10, Y2 05-25, Y3 05-25, Y3 05-26 / (2 * 30)
             "days_since_last_activity": 6.0,  # 05-26 -> 06-01
+            "active_days_30d": 3,  # 05-10, 05-25 (two users, one day), 05-26
+            "events_30d": 9,  # 3 + 1 + 4 + 1
+            "events_trend_30d": 3.5,  # prev 30d: 04-23 x2; (9 - 2) / 2
+            "active_days_90d": 4,  # + 04-23
+            "events_90d": 11,
+            "events_trend_90d": 11.0,  # nothing in the prev 90d: (11 - 0) / max(0, 1)
         },
         # 30d: S1 05-15 api x10. 90d: + S2 03-10 dashboard x5. Nothing in either prev window.
         SUPPORT: {
@@ -135,6 +163,12 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
             "active_users_trend_90d": 2.0,  # (2 - 0) / max(0, 1)
             "stickiness_30d": 1 / 30,  # 1 user-day / (1 * 30)
             "days_since_last_activity": 17.0,  # 05-15 -> 06-01
+            "active_days_30d": 1,  # 05-15
+            "events_30d": 10,
+            "events_trend_30d": 10.0,  # (10 - 0) / max(0, 1)
+            "active_days_90d": 2,  # 03-10, 05-15
+            "events_90d": 15,
+            "events_trend_90d": 15.0,  # 2023-07-01 is before the prev 90d (from 12-04)
         },
     },
     "training": {
@@ -304,6 +338,31 @@ EXPECTED: dict[str, dict[str, dict[str, object]]] = {
         }
         | NO_NPS,
     },
+    "satisfaction": {
+        # CSAT before t: 05-01T23:59:59 2 (one second before t - 30d: 90d only), 05-02T00:00 4
+        # (exactly t - 30d: in), 05-20T10:00 5 and 2 (one instant). 06-01T00:00 1 is at t: out.
+        # CES: 2023-12-01 7 (before t - 90d), 03-03T00:00 6 (exactly t - 90d: in), 05-10 2.
+        MATURE: {
+            "csat_mean_30d": 11 / 3,  # (4 + 5 + 2) / 3
+            "ces_mean_30d": 2.0,
+            "csat_mean_90d": 3.25,  # (2 + 4 + 5 + 2) / 4
+            "ces_mean_90d": 4.0,  # (6 + 2) / 2
+            "latest_csat": 3.5,  # the two answers at 05-20T10:00: (5 + 2) / 2
+            "latest_ces": 2.0,  # 05-10
+        },
+        NO_USAGE: NO_SATISFACTION,
+        # one CSAT answer 05-15 (80), no CES
+        YOUNG: {
+            "csat_mean_30d": 80.0,
+            "ces_mean_30d": None,
+            "csat_mean_90d": 80.0,
+            "ces_mean_90d": None,
+            "latest_csat": 80.0,
+            "latest_ces": None,
+        },
+        # one CES answer 04-01 (5): in the last 90 days, not the last 30
+        SUPPORT: NO_SATISFACTION | {"ces_mean_90d": 5.0, "latest_ces": 5.0},
+    },
     "commercial": {
         # Current term K-M2 [2023-07-10, 2024-07-10), after K-M1 (10000).
         MATURE: {
@@ -379,6 +438,8 @@ EXPECTED_LATER: dict[str, dict[str, object]] = {
         "seats_activated_60d": 2 / 12,  # M1, M2 over today's 12 seats
         "latest_nps": 0.0,  # 07-01 answer
         "nps_detractor": 1,
+        "latest_csat": 1.0,  # 06-01T00:00, at the main snapshot: seen from the next day on
+        "csat_mean_30d": None,  # nothing since 08-02
         "mean_training_score": 85.0,  # (80 + 90 + 70 + 100) / 4: M3 completed 06-05
         # Renewal 2025-07-10 is within 365 days, but 07-10 + 30 is after as_of and no
         # renewal is recorded: censored.

@@ -3,17 +3,24 @@
 Leakage test: for random snapshot dates t, deleting every input row stamped at or after t (and
 blanking later timestamps inside earlier rows, such as a resolution after t) must leave every
 feature at t unchanged. The label must depend only on what happens after t.
+
+The leakage test runs with every kind of feature declared (event types, event values, account
+attributes); tables and values the simulated company lacks are made up here, many of them
+stamped at midnight UTC, exactly where a snapshot falls.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,19 +66,123 @@ def _cut_at(interim: Path, tables: set[str], t: date, out: Path) -> None:
             target = out / "usage_events" / "part-0.parquet"
         else:
             target = out / f"{name}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            pa.Table.from_pandas(frame, schema=arrow_schema(TABLES[name]), preserve_index=False),
-            target,
-        )
+        _write(frame, name, target)
 
 
-def _features(interim: Path, tables: set[str], t: date, as_of: date) -> pd.DataFrame:
+def _features(
+    interim: Path,
+    tables: set[str],
+    t: date,
+    as_of: date,
+    settings: FeatureSettings | None = None,
+) -> pd.DataFrame:
     engine = DuckDBEngine(threads=1)
     try:
-        return build_features(engine, interim, tables, [t], _settings(as_of)).table
+        return build_features(engine, interim, tables, [t], settings or _settings(as_of)).table
     finally:
         engine.close()
+
+
+def _write(frame: pd.DataFrame, name: str, target: Path) -> None:
+    table = pa.Table.from_pandas(frame, schema=arrow_schema(TABLES[name]), preserve_index=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, target)
+
+
+def _stamps(rng: np.random.Generator, lo: pd.Series, hi: pd.Timestamp, n: int) -> pd.Series:
+    """n timestamps per row of `lo` in [lo, hi): half at midnight UTC, half at any second."""
+    lo = lo.repeat(n)
+    span = (hi - lo).dt.total_seconds().to_numpy()
+    stamps = lo + pd.to_timedelta(rng.uniform(0, 1, len(lo)) * span, unit="s")
+    stamps = stamps.dt.floor("s")
+    midnight = rng.uniform(0, 1, len(lo)) < 0.5
+    return stamps.where(~midnight, stamps.dt.ceil("D")).reset_index(drop=True)
+
+
+# Dense enough that most snapshot dates the test draws have answers and values stamped on them.
+ANSWERS_PER_ACCOUNT = 30
+VALUES_PER_ATTRIBUTE = 8
+
+
+def _made_up_satisfaction(accounts: pd.DataFrame, as_of: pd.Timestamp, rng) -> pd.DataFrame:
+    n = ANSWERS_PER_ACCOUNT
+    stamps = _stamps(rng, accounts["created_at"], as_of, n)
+    ids = accounts["account_id"].repeat(n).reset_index(drop=True)
+    survey = rng.choice(["csat", "ces"], len(ids))
+    return pd.DataFrame(
+        {
+            "account_id": ids,
+            "user_id": None,
+            "responded_at": stamps,
+            "survey": survey,
+            "score": rng.integers(1, 8, len(ids)).astype(float),
+        }
+    )
+
+
+def _made_up_attributes(accounts: pd.DataFrame, as_of: pd.Timestamp, rng) -> pd.DataFrame:
+    frames = []
+    for attribute, values in (
+        ("employees", ["12", "40", "250", "1e3", "n/a", None]),
+        ("channel", ["direct", "partner", "marketplace", None]),
+    ):
+        n = VALUES_PER_ATTRIBUTE
+        stamps = _stamps(rng, accounts["created_at"], as_of, n)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "account_id": accounts["account_id"].repeat(n).reset_index(drop=True),
+                    "attribute": attribute,
+                    "value": rng.choice(np.array(values, dtype=object), len(stamps)),
+                    "valid_from": stamps,
+                }
+            )
+        )
+    out = pd.concat(frames, ignore_index=True)
+    return out.drop_duplicates(["account_id", "attribute", "valid_from"], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def every_kind(small_demo, tmp_path_factory):
+    """The small demo with satisfaction answers, account attributes and event values (made up
+    where the demo has none), and settings that declare every feature kind."""
+    interim, report, config = small_demo
+    tables = present_tables(report)
+    out = tmp_path_factory.mktemp("every_kind") / "interim"
+    shutil.copytree(interim, out)
+    rng = np.random.default_rng(5)
+    as_of = pd.Timestamp(config.as_of_date, tz="UTC")
+    accounts = _read(interim, "accounts").dropna(subset=["created_at"])
+    for name, make in (
+        ("satisfaction_responses", _made_up_satisfaction),
+        ("account_attributes", _made_up_attributes),
+    ):
+        if name not in tables:
+            _write(make(accounts, as_of, rng), name, interim_path(out, name))
+            tables.add(name)
+    events = _read(interim, "usage_events")
+    if "value" not in events or events["value"].isna().all():
+        valued = rng.uniform(0, 1, len(events)) < 0.4
+        value = (events["count"].astype(float) * rng.uniform(0, 5, len(events))).round(2)
+        events = events.assign(value=value.where(valued))
+        shutil.rmtree(interim_path(out, "usage_events"))
+        _write(events, "usage_events", interim_path(out, "usage_events") / "part-0.parquet")
+    types = events["event_type"].dropna().astype(str).value_counts()
+    attributes = _read(out, "account_attributes")
+    kinds = []
+    for name, values in attributes.groupby("attribute")["value"]:
+        numbers = pd.to_numeric(values.dropna(), errors="coerce")
+        kinds.append((str(name), "number" if numbers.notna().mean() > 0.5 else "category"))
+    declared = replace(
+        _settings(config.as_of_date),
+        event_types=tuple(sorted(types.index[:4])),
+        usage_value=True,
+        attributes=tuple(sorted(kinds)),
+    )
+    # the test must cover every kind, not pass because a kind is missing
+    assert declared.event_types and events["value"].notna().any()
+    assert {kind for _, kind in declared.attributes} == {"number", "category"}
+    return out, tables, config, declared
 
 
 @settings(
@@ -80,15 +191,14 @@ def _features(interim: Path, tables: set[str], t: date, as_of: date) -> pd.DataF
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(offset=st.integers(min_value=120, max_value=1050))
-def test_no_feature_at_t_reads_data_from_t_or_later(small_demo, tmp_path_factory, offset):
-    interim, report, config = small_demo
-    tables = present_tables(report)
+def test_no_feature_at_t_reads_data_from_t_or_later(every_kind, tmp_path_factory, offset):
+    interim, tables, config, declared = every_kind
     t = config.start_date + timedelta(days=offset)
-    full = _features(interim, tables, t, config.as_of_date)
+    full = _features(interim, tables, t, config.as_of_date, declared)
     assert len(full) > 0
     cut_dir = tmp_path_factory.mktemp("cut")
     _cut_at(interim, tables, t, cut_dir / "interim")
-    known = _features(cut_dir / "interim", tables, t, config.as_of_date)
+    known = _features(cut_dir / "interim", tables, t, config.as_of_date, declared)
     shutil.rmtree(cut_dir)
     feature_columns = [c for c in full.columns if c != LABEL]
     pd.testing.assert_frame_equal(full[feature_columns], known[feature_columns])

@@ -21,6 +21,7 @@ from pipeline.feature_engine.build import snapshot_frame
 from pipeline.feature_engine.engines import DuckDBEngine
 from tests.conftest import default_params, make_config
 from tests.feature_fixtures import (
+    ALL_KINDS,
     LATER_SNAPSHOT,
     MATURE,
     SETTINGS,
@@ -40,7 +41,9 @@ def test_families_are_in_the_feature_table_order():
         "support",
         "onboarding",
         "engagement",
+        "satisfaction",
         "commercial",
+        "attributes",
     ]
     registry = build_registry(SETTINGS.windows, settings=SETTINGS)
     families = [f.family for f in registry]
@@ -49,8 +52,9 @@ def test_families_are_in_the_feature_table_order():
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_tables_are_exactly_the_optional_tables_its_features_need(family):
+    # ALL_KINDS: the attributes family declares features only for the attributes it is given
     declared = FAMILIES[family].tables
-    needed = {t for f in FAMILIES[family].features(SETTINGS) for t in f.tables}
+    needed = {t for f in FAMILIES[family].features(ALL_KINDS) for t in f.tables}
     assert len(declared) == len(set(declared)), declared
     assert set(declared) == needed
     assert needed <= OPTIONAL_TABLES, f"{needed - OPTIONAL_TABLES} are required tables"
@@ -260,7 +264,8 @@ def test_named_settings_flow_from_params_to_the_feature_table(small_demo):
     config = make_config(params)
     tables, _ = read_present_tables(interim)
     table = compute_features(config, interim, tables, [sim.as_of_date]).table
-    names = {f.name for f in registry_for(config)}
+    # the features of the tables the demo has (it has no CSAT/CES answers or attributes)
+    names = {f.name for f in available(registry_for(config), tables)}
     assert {"seats_activated_20d", "seats_activated_45d", "stickiness_14d"} <= set(table.columns)
     assert not {"seats_activated_30d", "stickiness_30d"} & set(table.columns)
     assert names == set(table.columns) - {

@@ -31,6 +31,7 @@ from pipeline.stages.simulate import (
     TROUBLES,
     TRUTH_TABLE_SCHEMAS,
     SimulationConfig,
+    company,
     iter_usage_event_chunks,
     realism_summary,
     run_simulate,
@@ -118,6 +119,7 @@ def test_config_accepts_iso_strings():
         ({"renewal_grace_days": -1}, "renewal_grace_days"),
         ({"seed": 2**63}, "seed"),
         ({"churn_logit_shift": "high"}, "churn_logit_shift"),
+        ({"profile": "acme"}, "profile"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
@@ -155,6 +157,12 @@ def test_config_from_config_reads_simulate_and_base():
     overridden = SimulationConfig.from_config(config, n_accounts=7, seed=9)
     assert (overridden.n_accounts, overridden.seed) == (7, 9)
     assert overridden.trouble_share == 0.3
+
+
+def test_config_from_config_reads_the_profile():
+    config = parse_config(_params(simulate={"profile": "plg_monthly"}))
+    assert SimulationConfig.from_config(config).profile == "plg_monthly"
+    assert SimulationConfig.from_config(parse_config(_params())).profile == "demo"
 
 
 def test_config_from_config_rejects_what_config_cannot_check():
@@ -215,18 +223,31 @@ def test_different_seed_gives_different_tables(small_config, small, small_usage)
 # ---------------------------------------------------------------------------------------------
 
 
+#: What the demo leaves out of the contract: the tables and the column added after it (the
+#: demo's bytes do not change when the contract grows; the profiles write them).
+DEMO_OMITS_TABLES = {"satisfaction_responses", "account_attributes"}
+DEMO_OMITS_COLUMNS = {"usage_events": ["value"]}
+
+
+def _demo_columns(name: str) -> list[str]:
+    return [c for c in TABLES[name].column_names if c not in DEMO_OMITS_COLUMNS.get(name, [])]
+
+
 def test_frames_have_the_contracts_columns_and_types(small, small_usage):
-    """Every contract table is simulated, with exactly the contract's columns in its order, and
-    converts to the contract's Arrow types (see test_written_tables_pass_the_data_contract for
-    the values)."""
+    """Every demo table is simulated, with exactly the contract's columns in its order (but the
+    optional ones the demo never had), and converts to the contract's Arrow types (see
+    test_written_tables_pass_the_data_contract for the values)."""
     frames = {**small, "usage_events": small_usage}
-    assert set(RAW_TABLES) == set(TABLES)
-    for name in TABLE_ORDER:
+    assert set(RAW_TABLES) == set(TABLES) - DEMO_OMITS_TABLES
+    assert list(RAW_TABLES) == [t for t in TABLE_ORDER if t in RAW_TABLES]
+    assert not any(TABLES[name].required for name in DEMO_OMITS_TABLES)
+    for name in RAW_TABLES:
         frame, spec = frames[name], TABLES[name]
-        assert list(frame.columns) == spec.column_names, name
+        assert list(frame.columns) == _demo_columns(name), name
         table = tables.to_arrow(frame, RAW_TABLE_SCHEMAS[name])
         assert table.num_rows == len(frame) > 0, name
-        contract_types = [f.type for f in arrow_schema(spec)]
+        contract = arrow_schema(spec)
+        contract_types = [contract.field(c).type for c in _demo_columns(name)]
         assert [f.type for f in table.schema] == contract_types, name
         for field in table.schema:
             if pa.types.is_timestamp(field.type):
@@ -240,13 +261,19 @@ def test_frames_have_the_contracts_columns_and_types(small, small_usage):
 
 
 def test_raw_schemas_are_the_contracts_with_every_column_nullable():
-    """The one documented difference between a raw file and an interim one: nullability."""
-    for name in TABLE_ORDER:
+    """The one documented difference between a raw file and an interim one: nullability (and
+    the optional columns the demo does not write)."""
+    for name in RAW_TABLES:
         interim = arrow_schema(TABLES[name])
         raw = RAW_TABLE_SCHEMAS[name]
-        assert raw.names == interim.names, name
+        assert raw.names == _demo_columns(name), name
         assert all(field.nullable for field in raw), name
-        assert raw.equals(pa.schema([f.with_nullable(True) for f in interim])), name
+        expected = [interim.field(c).with_nullable(True) for c in _demo_columns(name)]
+        assert raw.equals(pa.schema(expected)), name
+    assert set(TABLES["usage_events"].column_names) - set(
+        RAW_TABLE_SCHEMAS["usage_events"].names
+    ) == {"value"}
+    assert not TABLES["usage_events"].column("value").required
 
 
 def test_vocabularies_are_the_contracts_in_the_order_the_simulator_draws_from():
@@ -704,7 +731,7 @@ def test_write_simulation_replaces_and_is_atomic(tmp_path, tiny_config, monkeypa
         raise RuntimeError("interrupted")
 
     other = SimulationConfig(n_accounts=60, seed=SEED + 5, events_chunk_accounts=40)
-    monkeypatch.setattr(tables, "iter_usage_event_chunks", failing_chunks)
+    monkeypatch.setattr(company, "iter_usage_event_chunks", failing_chunks)
     with pytest.raises(RuntimeError, match="interrupted"):
         write_simulation(other, raw, truth)
     assert pq.read_table(raw / "accounts.parquet").equals(before), "old data left untouched"
@@ -727,19 +754,24 @@ def test_write_simulation_keeps_truth_apart(tmp_path, tiny_config, truth):
 def test_written_tables_pass_the_data_contract(tmp_path, tiny_config):
     """The raw files, read back as ingest reads them, pass the contract's validation in the
     contract's order (types, nulls, vocabularies, ranges, row rules, foreign keys, time bounds):
-    not one row quarantined, no column ignored or defaulted."""
+    not one row quarantined, no column ignored, none defaulted but the optional ones the demo
+    does not have."""
     raw = tmp_path / "raw"
     write_simulation(tiny_config, raw, tmp_path / "truth")
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        name if name == "usage_events" else f"{name}.parquet" for name in RAW_TABLES
+    )
     context = ValidationContext(as_of=pd.Timestamp(tiny_config.as_of_date, tz="UTC"))
-    for name in TABLE_ORDER:
+    for name in RAW_TABLES:
         spec = TABLES[name]
         table = pq.read_table(raw / name if name == "usage_events" else raw / f"{name}.parquet")
-        assert table.schema.names == spec.column_names, name
+        assert table.schema.names == _demo_columns(name), name
         result = validate_table(table.to_pandas(), spec, context)
         assert not result.reason_counts, (name, dict(result.reason_counts))
         assert len(result.quarantined) == 0, name
         assert len(result.accepted) == table.num_rows > 0, name
-        assert result.ignored_columns == [] and result.defaulted_columns == [], name
+        assert result.ignored_columns == [], name
+        assert result.defaulted_columns == DEMO_OMITS_COLUMNS.get(name, []), name
         created = context.account_created
         if name == "accounts":
             created = result.accepted.set_index("account_id")["created_at"]
@@ -748,7 +780,7 @@ def test_written_tables_pass_the_data_contract(tmp_path, tiny_config):
             keys={**context.keys, name: result.accepted},
             account_created=created,
         )
-    assert set(context.keys) == set(TABLES), "every table of the contract was checked"
+    assert set(context.keys) == set(RAW_TABLES), "every table of the demo was checked"
 
 
 def _demo_params(source, n_accounts: int = 40) -> dict:

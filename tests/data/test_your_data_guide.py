@@ -76,11 +76,12 @@ def _plg_export(directory: Path) -> None:
             "id": ["T1", "T2", "T3"],
             "account": ["P1", "P2", "P3"],
             "from": pd.to_datetime(["2023-05-01", "2023-06-01", "2023-07-01"]).date,
-            "to": pd.to_datetime(["2024-05-01", "2024-06-01", "2025-07-01"]).date,
-            "arr": [600.0, 12000.0, 90000.0],
+            # P1 cancelled (its last billing period ended 2024-05-01); P2 and P3 still run
+            "to": [pd.Timestamp("2024-05-01").date(), None, None],
+            "mrr_x12": [600.0, 12000.0, 90000.0],
             "seats": [3, 40, 400],
         }
-    ).to_parquet(directory / "terms.parquet", index=False)
+    ).to_parquet(directory / "subscriptions.parquet", index=False)
     pd.DataFrame(
         {
             "account_id": ["P1", "P2", "P3", "P3"],
@@ -88,9 +89,19 @@ def _plg_export(directory: Path) -> None:
                 ["2023-05-02", "2023-06-03", "2023-07-04", "2023-08-05"], utc=True
             ),
             "module": ["editor", "editor", "exports", "sso"],
+            "action": ["edit", "edit", "export", "login"],
+            "minutes": [12.5, 3.0, None, 1.0],
             "count": [5, 7, 2, 1],
         }
     ).to_parquet(directory / "usage_events" / "part-0.parquet", index=False)
+    pd.DataFrame(
+        {
+            "account_id": ["P1", "P2", "P2"],
+            "attribute": ["employees", "employees", "channel"],
+            "value": ["12", "140", "partner"],
+            "recorded_at": pd.to_datetime(["2023-05-01", "2023-06-01", "2023-06-01"], utc=True),
+        }
+    ).to_parquet(directory / "firmographics.parquet", index=False)
 
 
 @pytest.mark.parametrize(("name", "make"), [("crm", _crm_export), ("plg", _plg_export)])
@@ -130,3 +141,15 @@ def test_the_guides_examples_check_and_ingest_without_losing_a_row(tmp_path, nam
         }
         assert report["tables"]["accounts"]["derived_values"]["segment"] == 3
         assert accounts["account_name"].isna().all()  # the lists show the id
+        contracts = report["tables"]["contracts"]
+        assert contracts["derived_values"]["end_date"] == 2  # P2 and P3 run open-ended
+        terms = pd.read_parquet(out / "contracts.parquet")
+        assert terms["end_date"].notna().all()
+        p1 = terms[terms["account_id"] == "P1"].sort_values("start_date")
+        assert len(p1) == 12 and str(p1["end_date"].iloc[-1]) == "2024-05-01"  # monthly terms
+        assert contracts["derived_values"]["billing_terms"] == len(terms) - 3
+        events = pd.read_parquet(out / "usage_events")
+        assert events["event_type"].tolist() == ["edit", "edit", "export", "login"]
+        assert events["value"].notna().sum() == 3
+        attributes = pd.read_parquet(out / "account_attributes.parquet")
+        assert len(attributes) == 3 and report["tables"]["account_attributes"]["rows_read"] == 3

@@ -54,7 +54,7 @@ def test_dvc_repro_produces_validated_tables(repo):
     assert report["rows_read"] == report["rows_accepted"] + report["rows_quarantined"]
     # the simulator writes clean data: nothing may be quarantined
     assert report["rows_quarantined"] == 0, report
-    assert report["tables_unavailable"] == []
+    assert report["tables_unavailable"] == ["satisfaction_responses", "account_attributes"]
     accounts = pd.read_parquet(interim / "accounts.parquet")
     assert len(accounts) == 400
     events = pd.read_parquet(interim / "usage_events")
@@ -69,7 +69,8 @@ def test_dvc_repro_produces_point_in_time_features(repo):
     summary = json.loads((repo / "reports" / "feature_summary.json").read_text())
     assert len(features) == summary["rows"] > 0
     assert features.groupby(["account_id", "snapshot_date"]).size().max() == 1
-    assert summary["families_unavailable"] == []
+    # the demo exports neither CSAT/CES surveys nor an attribute table
+    assert summary["families_unavailable"] == ["satisfaction", "attributes"]
     assert 0 < summary["churned_rows"] < summary["labelled_rows"]
     assert features["churned"].isna().sum() == summary["censored_rows"] > 0
 

@@ -3,6 +3,7 @@ simulated company (outputs, point in time, byte-identical reruns, the MLflow ali
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from datetime import date, timedelta
@@ -19,7 +20,7 @@ from features.registry import build_registry
 from pipeline.cli import app
 from pipeline.core.errors import ConfigError, ScoringError
 from pipeline.core.hashing import dvc_dir_hash
-from pipeline.modeling.store import parse_model_uri
+from pipeline.modeling.store import load_model, parse_model_uri
 from pipeline.monitoring import drift_warnings, psi, source_warnings
 from pipeline.stages.score import (
     check_feature_schema,
@@ -485,3 +486,31 @@ def test_accounts_without_a_known_csm_are_scored_and_on_the_unassigned_list(scor
     assert 0 < len(listed) == unassigned.n_accounts <= capacity
     assert set(listed["account_id"]) <= set(accounts.loc[accounts["csm_id"].isna(), "account_id"])
     assert (tmp_path / "lists" / unassigned.html).is_file()
+
+
+def test_scoring_uses_the_vocabulary_the_model_was_trained_with(scored_demo, tmp_path):
+    """The model keeps the event types (and modules) its features were named after: params
+    that would now resolve to other names, or a week whose most frequent types differ, never
+    change what a feature means on the lists."""
+    from pipeline.core.config import parse_config
+    from pipeline.feature_engine.vocabulary import Vocabulary
+
+    model = load_model(scored_demo["models"])
+    vocabulary = Vocabulary.from_info(model.info)
+    assert vocabulary is not None and vocabulary.event_types  # resolved from the demo's data
+    typed = [n for n in model.feature_names if n.startswith("events_type_")]
+    assert typed
+    params = copy.deepcopy(scored_demo["params"])
+    params["features"]["event_types"] = []  # today's params would count no event type
+    params["features"]["advanced_modules"] = None
+    run_score(
+        parse_config(params),
+        as_of=None,
+        interim_dir=scored_demo["interim"],
+        model_ref=str(scored_demo["models"]),
+        reference_features=scored_demo["features"],
+        mlflow_run=None,
+        out_dir=tmp_path / "lists",
+    )
+    for name in ("accounts.parquet", "manifest.json"):
+        assert (tmp_path / "lists" / name).read_bytes() == (scored_demo["out"] / name).read_bytes()

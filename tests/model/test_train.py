@@ -158,7 +158,12 @@ def _rename_accounts(interim: Path, target: Path, rename) -> None:
 def test_renaming_accounts_changes_nothing(medium_demo, tmp_path):
     """Account ids are labels, not signal: renaming every account in the validated tables (which
     reorders them) leaves each account's features and churn probability exactly the same."""
-    from pipeline.feature_engine.build import compute_features, read_present_tables
+    from pipeline.feature_engine.build import (
+        compute_features,
+        feature_settings,
+        read_present_tables,
+    )
+    from pipeline.feature_engine.vocabulary import Vocabulary
 
     def rename(account_id):
         return "X" + str(account_id)[::-1]
@@ -170,7 +175,11 @@ def test_renaming_accounts_changes_nothing(medium_demo, tmp_path):
     results = {}
     for name, interim in (("original", medium_demo["interim"]), ("renamed", tmp_path / "renamed")):
         tables, _ = read_present_tables(interim)
-        table = compute_features(config, interim, tables, day).table
+        # the model's vocabulary (event types...), as scoring uses it
+        settings = feature_settings(
+            config, interim_dir=interim, vocabulary=Vocabulary.from_info(model.info)
+        )
+        table = compute_features(config, interim, tables, day, settings=settings).table
         table = table.assign(probability=model.predict(table))
         if name == "renamed":
             back = {rename(a): a for a in results["original"]["account_id"]}

@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from features.definitions import registry_for
 from pipeline.core.atomic import atomic_path
 from pipeline.core.config import Config
 from pipeline.core.errors import ReportError
+from pipeline.feature_engine.build import declared_registry
+from pipeline.feature_engine.vocabulary import Vocabulary
 from pipeline.stages.report.analysis import (
     COHORT_FIRST_90,
     COHORT_LATER,
@@ -46,6 +47,7 @@ from pipeline.stages.report.inputs import (
     check_lists,
     load_inputs,
     read_lists,
+    training_info,
 )
 from pipeline.stages.report.page import render_html
 from pipeline.stages.report.words import known_limits, lower_first
@@ -105,7 +107,8 @@ def run_report(
         backtest_path=backtest_path,
         feature_summary_path=feature_summary_path,
         models_dir=models_dir,
-        registry=registry_for(config),
+        # the registry the model was trained on (its vocabulary: modules, event types...)
+        registry=declared_registry(config, Vocabulary.from_info(training_info(Path(models_dir)))),
         label_horizon_days=config.features.label_horizon_days,
         renewal_grace_days=config.base.renewal_grace_days,
         capacity_per_csm=config.evaluate.capacity_per_csm,

@@ -175,7 +175,8 @@ def _read_json(path: Path, hint: str) -> dict:
     return data
 
 
-def _training_info(models_dir: Path) -> dict:
+def training_info(models_dir: Path) -> dict:
+    """The model's training info, or a ReportError saying what is missing."""
     # Imported here: the model store imports LightGBM (and scikit-learn), two of the five
     # seconds an import of the report would otherwise take, for one JSON file.
     from pipeline.modeling.store import read_training_info
@@ -218,7 +219,7 @@ def load_inputs(
         metrics=_read_json(metrics_path, "run `churn evaluate` first"),
         backtest=_read_json(backtest_path, "run `churn backtest` first"),
         feature_summary=_read_json(feature_summary_path, "run `churn features` first"),
-        training_info=_training_info(models_dir),
+        training_info=training_info(models_dir),
         curves=curves,
         registry=list(registry),
         label_horizon_days=int(label_horizon_days),

@@ -39,13 +39,26 @@ The package, one job per module, each importing only the ones listed before it:
 - `service`: support tickets, CSM touchpoints, NPS;
 - `entities`: `simulate_entities`, every table but usage plus the ground truth, as frames;
 - `usage`: `iter_usage_event_chunks`, usage events chunk by chunk of accounts;
+- `company`: `Company`, a simulated company in the contract's shape; the demo's;
+- `attributes`: account attributes over time and the churn they plant;
+- `minimal`: the `minimal` company (required tables plus attributes, no CSMs);
+- `subscriptions`: monthly open-ended subscriptions and their monthly decisions;
+- `event_log`: an account-level event log with event types and values;
+- `plg`: the `plg_monthly` company (monthly billing, no users, CSAT, tickets without SLAs);
+- `profiles`: `CompanyProfile`, one declaration per profile (the demo, plg_monthly, minimal,
+  other_vocabulary): what it imitates, its export's tables, and the params it needs;
+- `exports`: a profile's export (its own table, column and value names) and its schemas;
 - `realism`: `realism_summary`, churn levels as a CS team reports them;
-- `tables`: schemas (the contract's), Arrow conversion, `write_simulation`;
-- here: `run_simulate`, the stage's edge (config in, demo written or switched off).
+- `tables`: schemas, Arrow conversion, `write_simulation`;
+- here: `run_simulate`, the stage's edge (config in, company written or switched off).
 
-Pure core (``simulate_entities``, ``iter_usage_event_chunks``, ``realism_summary``) and I/O
-edges (``write_simulation``, ``run_simulate``). ``usage_events`` is generated and written chunk
-by chunk of accounts so that 100M rows need bounded memory.
+The demo (``simulate.profile: demo``) is the company described above; the other profiles
+reuse its world (health, troubles, dimensions) and plant churn on what their own tables show
+(see `profiles`).
+
+Pure core (``simulate_entities``, ``iter_usage_event_chunks``, each profile's ``build``,
+``realism_summary``) and I/O edges (``write_simulation``, ``run_simulate``). ``usage_events``
+is generated and written chunk by chunk of accounts so that 100M rows need bounded memory.
 """
 
 from __future__ import annotations
@@ -58,6 +71,7 @@ from pipeline.core.config import Config
 from pipeline.core.layout import DEMO_MARKER
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.entities import simulate_entities
+from pipeline.stages.simulate.profiles import COMPANY_PROFILES, CompanyProfile, company_profile
 from pipeline.stages.simulate.realism import realism_summary
 from pipeline.stages.simulate.tables import (
     RAW_TABLE_SCHEMAS,
@@ -78,6 +92,7 @@ from pipeline.stages.simulate.vocabulary import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "COMPANY_PROFILES",
     "MODULES",
     "MODULE_EVENT_TYPES",
     "MODULE_TIERS",
@@ -86,7 +101,9 @@ __all__ = [
     "SEGMENTS",
     "TROUBLES",
     "TRUTH_TABLE_SCHEMAS",
+    "CompanyProfile",
     "SimulationConfig",
+    "company_profile",
     "iter_usage_event_chunks",
     "realism_summary",
     "run_simulate",
@@ -105,7 +122,7 @@ def run_simulate(
     force: bool = False,
     progress: bool = False,
 ) -> dict[str, int] | None:
-    """Generate the demo company params.yaml describes, or switch the demo off.
+    """Generate the company params.yaml describes (simulate.profile), or switch the demo off.
 
     The demo is generated only while ingest.source is the demo directory (``raw_dir``), so that
     `dvc repro` on a user's own data never mixes demo rows into it. Otherwise (unless ``force``)

@@ -58,6 +58,8 @@ class SimulationConfig:
     usage_intensity: float = _SIMULATE_DEFAULTS.usage_intensity
     #: Added to every churn log-odds: a knob for more or less churn overall.
     churn_logit_shift: float = _SIMULATE_DEFAULTS.churn_logit_shift
+    #: The shape of the company's exports (see `pipeline.stages.simulate.profiles`).
+    profile: str = _SIMULATE_DEFAULTS.profile
 
     @classmethod
     def from_config(

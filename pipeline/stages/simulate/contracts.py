@@ -16,6 +16,7 @@ data allows, the oracle a model is measured against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -63,7 +64,7 @@ _EARLY_SCALE_DAYS = 60.0
 _CHURN_CALIBRATION = np.array([-2.2, -4.22, -4.155])
 
 
-def _add_months(start: date, day: np.ndarray, months: np.ndarray) -> np.ndarray:
+def add_months(start: date, day: np.ndarray, months: np.ndarray) -> np.ndarray:
     """Day index of ``start + day`` plus ``months`` calendar months (day of month clipped)."""
     base = np.datetime64(start, "D")
     d = base + day.astype("timedelta64[D]")
@@ -79,23 +80,32 @@ def _add_months(start: date, day: np.ndarray, months: np.ndarray) -> np.ndarray:
     return (out - base).astype(np.int64)
 
 
-def _base_churn_logit(segment: np.ndarray, term_months: np.ndarray) -> np.ndarray:
+def base_churn_logit(segment: np.ndarray, term_months: np.ndarray) -> np.ndarray:
     """Log-odds of an average account churning at the end of a term of this length."""
     annual = np.array([p.annual_churn for p in PROFILES])[segment]
     per_term = 1.0 - (1.0 - annual) ** (term_months / 12.0)
     return logit(per_term) + _CHURN_CALIBRATION[segment]
 
 
-def _decision_drivers(world: World, acct: np.ndarray, decision_day: np.ndarray) -> np.ndarray:
-    """Latent dimensions averaged over the 90 days before the decision (rows x 6), and health."""
+def decision_drivers(
+    world: World,
+    acct: np.ndarray,
+    decision_day: np.ndarray,
+    back_days: tuple[int, ...] = (15, 45, 75),
+) -> np.ndarray:
+    """Latent dimensions averaged over the window before the decision (rows x 6), and health.
+
+    The window is the 90 days before it by default, sampled ``back_days`` before the decision
+    (never before the account's creation); a monthly decision looks at its own month.
+    """
     created = world.created_day[acct]
     total = np.zeros((acct.size, N_DIMS + 1))
-    for back in (15, 45, 75):
+    for back in back_days:
         day = np.maximum(decision_day - back, created)
         total[:, :N_DIMS] += world.dims(acct, day)
         period = np.clip(day // PERIOD_DAYS, 0, world.health.shape[1] - 1)
         total[:, N_DIMS] += world.health[acct, period]
-    return total / 3.0
+    return total / len(back_days)
 
 
 def churn_logit(
@@ -123,13 +133,35 @@ def churn_logit(
     # the risk grows faster than linearly below a knee (a points-based health score caps it).
     deep = np.maximum(0.0, _SEVERITY_KNEE - drivers[:, :N_DIMS]).sum(axis=1)
     return (
-        _base_churn_logit(world.segment[acct], term)
+        base_churn_logit(world.segment[acct], term)
         - (drivers[:, :5] * _CHURN_WEIGHTS[world.segment[acct]]).sum(axis=1)
         - onboarding_weight * drivers[:, ONBOARDING]
         + _SEVERITY_WEIGHT * deep
         + _EARLY_BONUS * early
         + _FIRST_TERM_BONUS * first_term
     )
+
+
+#: How a company's renewal decisions are planted: (world, accounts, decision days, tenure days,
+#: term months, first renewal) -> (churn log-odds, the drivers recorded in the ground truth,
+#: rows x 7: the six latent dimensions and health).
+DecisionModel = Callable[
+    [World, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray],
+]
+
+
+def demo_decisions(
+    world: World,
+    acct: np.ndarray,
+    decision_day: np.ndarray,
+    tenure: np.ndarray,
+    term: np.ndarray,
+    first_term: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The demo's decision model: `churn_logit` of the 90-day drivers."""
+    drivers = decision_drivers(world, acct, decision_day)
+    return churn_logit(world, acct, drivers, tenure, term, first_term), drivers
 
 
 @dataclass(frozen=True)
@@ -150,9 +182,12 @@ class Contracts:
     churn_day: np.ndarray  # per account: day of churn, or -1
 
 
-def simulate_contracts(config: SimulationConfig, world: World) -> Contracts:
-    """Chain each account's terms from its creation: decide every term that ends before as_of,
-    renew the survivors (seats and price move with health), until no account is left."""
+def simulate_contracts(
+    config: SimulationConfig, world: World, decide: DecisionModel = demo_decisions
+) -> Contracts:
+    """Chain each account's terms from its creation: decide every term that ends before as_of
+    (with ``decide``: the demo's model unless a profile plants another), renew the survivors
+    (seats and price move with health), until no account is left."""
     rng = random_stream(config.seed, "contracts")
     n = world.n_accounts
     n_days = world.n_days
@@ -176,7 +211,7 @@ def simulate_contracts(config: SimulationConfig, world: World) -> Contracts:
     acct = np.arange(n)
     start = world.created_day.copy()
     while acct.size:
-        end = _add_months(config.start_date, start, term)
+        end = add_months(config.start_date, start, term)
         decided = end < n_days
         prob = np.full(acct.size, np.nan)
         drivers = np.full((acct.size, N_DIMS + 1), np.nan)
@@ -184,9 +219,8 @@ def simulate_contracts(config: SimulationConfig, world: World) -> Contracts:
         d = np.flatnonzero(decided)
         if d.size:
             tenure = end[d] - world.created_day[acct[d]]
-            drv = _decision_drivers(world, acct[d], end[d])
             first_term = start[d] == world.created_day[acct[d]]
-            logit = churn_logit(world, acct[d], drv, tenure, term[d], first_term)
+            logit, drv = decide(world, acct[d], end[d], tenure, term[d], first_term)
             logit = logit + config.churn_logit_shift
             prob[d] = sigmoid(logit)
             drivers[d] = drv

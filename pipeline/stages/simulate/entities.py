@@ -17,7 +17,12 @@ import pyarrow as pa
 
 from pipeline.stages.simulate.columns import date_column, sequential_ids, str_column, ts_column
 from pipeline.stages.simulate.config import SimulationConfig
-from pipeline.stages.simulate.contracts import account_end_us, simulate_contracts
+from pipeline.stages.simulate.contracts import (
+    DecisionModel,
+    account_end_us,
+    demo_decisions,
+    simulate_contracts,
+)
 from pipeline.stages.simulate.people import (
     csm_assignment,
     simulate_trainings,
@@ -51,23 +56,27 @@ from pipeline.stages.simulate.world import (
     ONBOARDING,
     PERIOD_DAYS,
     TROUBLE_VISIBLE_DAYS,
+    World,
     build_world,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def simulate_entities(config: SimulationConfig) -> dict[str, pd.DataFrame]:
+def simulate_entities(
+    config: SimulationConfig, *, world: World | None = None, decide: DecisionModel = demo_decisions
+) -> dict[str, pd.DataFrame]:
     """Simulate every raw table except ``usage_events``, plus the ground truth.
 
     Returns the raw tables under the contract's table names and the ground truth under
     ``truth_renewal_decisions`` and ``truth_accounts``. Pure: the same config gives identical
     frames. Usage events come separately from ``iter_usage_event_chunks`` because they do not
-    fit in memory at scale.
+    fit in memory at scale. ``world`` (built from the config when not given) and ``decide``
+    (the demo's decision model by default) let a profile plant churn on other drivers.
     """
-    world = build_world(config)
+    world = build_world(config) if world is None else world
     n = world.n_accounts
-    contracts = simulate_contracts(config, world)
+    contracts = simulate_contracts(config, world, decide)
     users = simulate_users(config, world, contracts)
     traits = user_traits(config, users.account.size)
     account_end = account_end_us(world, contracts)
@@ -87,7 +96,7 @@ def simulate_entities(config: SimulationConfig) -> dict[str, pd.DataFrame]:
     accounts = pd.DataFrame(
         {
             "account_id": str_column(account_ids),
-            "account_name": str_column(_account_names(config, n)),
+            "account_name": str_column(account_names(config, n)),
             "segment": str_column(segments, world.segment),
             "industry": str_column(list(INDUSTRIES), world.industry),
             "region": str_column(list(REGIONS), world.region),
@@ -165,53 +174,21 @@ def simulate_entities(config: SimulationConfig) -> dict[str, pd.DataFrame]:
     )
 
     decided = np.flatnonzero(contracts.decided)
-    d_acct = contracts.account[decided]
-    d_day = contracts.end_day[decided]
-    # A decision's trouble is the one that weighed on most of its 90-day window (or on the whole
-    # life of a younger account).
-    visible_since = np.maximum(world.created_day[d_acct], d_day - TROUBLE_VISIBLE_DAYS)
-    trouble_active = (world.trouble[d_acct] > 0) & (
-        world.trouble_onset_day[d_acct] <= visible_since
+    decisions = decision_truth(
+        config,
+        world,
+        account_ids,
+        contract_id=contract_frame["contract_id"].iloc[decided].reset_index(drop=True),
+        acct=contracts.account[decided],
+        day=contracts.end_day[decided],
+        term=contracts.term[decided],
+        arr=contracts.arr[decided],
+        probability=contracts.probability[decided],
+        churned=contracts.churned[decided],
+        drivers=contracts.drivers[decided],
     )
-    drivers = contracts.drivers[decided]
-    decisions = pd.DataFrame(
-        {
-            "contract_id": contract_frame["contract_id"].iloc[decided].reset_index(drop=True),
-            "account_id": str_column(account_ids, d_acct),
-            "segment": str_column(segments, world.segment[d_acct]),
-            "decision_date": date_column(config.start_date, d_day),
-            "tenure_days": (d_day - world.created_day[d_acct]).astype(np.int64),
-            "term_months": contracts.term[decided].astype(np.int64),
-            "arr": contracts.arr[decided].astype(np.float64),
-            "true_churn_probability": contracts.probability[decided],
-            "churned": contracts.churned[decided].astype(bool),
-            "latent_health": drivers[:, N_DIMS],
-            "trouble": str_column(
-                list(TROUBLES), np.where(trouble_active, world.trouble[d_acct], 0)
-            ),
-            **{name: drivers[:, k] for k, name in enumerate(LATENT_COLUMNS)},
-        }
-    )
-    onset_valid = (world.trouble > 0) & (world.trouble_onset_day < world.n_days)
-    last_period = np.clip((account_end - 1) // (PERIOD_DAYS * DAY_US), 0, None)
-    churned = contracts.churn_day >= 0
-    truth_accounts = pd.DataFrame(
-        {
-            "account_id": str_column(account_ids),
-            "segment": str_column(segments, world.segment),
-            "latent_health_mean": world.health_mean,
-            "latent_health_final": world.health[np.arange(n), last_period].astype(np.float64),
-            "trouble": str_column(list(TROUBLES), world.trouble),
-            "trouble_onset_at": ts_column(
-                config.start_date,
-                np.where(onset_valid, world.trouble_onset_day, 0) * DAY_US,
-                onset_valid,
-            ),
-            "latent_onboarding": world.dim(ONBOARDING, np.arange(n), world.created_day),
-            "activation_propensity": world.activation,
-            "churned": churned,
-            "churned_at": ts_column(config.start_date, contracts.churn_day * DAY_US, churned),
-        }
+    truth_accounts = account_truth(
+        config, world, account_ids, churn_day=contracts.churn_day, account_end=account_end
     )
     logger.debug(
         "simulated %d accounts, %d contracts, %d users", n, len(contract_frame), len(user_frame)
@@ -230,7 +207,80 @@ def simulate_entities(config: SimulationConfig) -> dict[str, pd.DataFrame]:
     }
 
 
-def _account_names(config: SimulationConfig, n: int) -> np.ndarray:
+def decision_truth(
+    config: SimulationConfig,
+    world: World,
+    account_ids: pa.Array,
+    *,
+    contract_id: pd.Series,
+    acct: np.ndarray,
+    day: np.ndarray,
+    term: np.ndarray,
+    arr: np.ndarray,
+    probability: np.ndarray,
+    churned: np.ndarray,
+    drivers: np.ndarray,
+) -> pd.DataFrame:
+    """The ground truth's renewal decisions: one row per decided term (``contract_id``) of
+    account ``acct``, decided on ``day``, with its true probability, outcome and drivers."""
+    segments = pa.array(list(SEGMENTS), type=pa.string())
+    # A decision's trouble is the one that weighed on most of its 90-day window (or on the whole
+    # life of a younger account).
+    visible_since = np.maximum(world.created_day[acct], day - TROUBLE_VISIBLE_DAYS)
+    trouble_active = (world.trouble[acct] > 0) & (world.trouble_onset_day[acct] <= visible_since)
+    return pd.DataFrame(
+        {
+            "contract_id": contract_id,
+            "account_id": str_column(account_ids, acct),
+            "segment": str_column(segments, world.segment[acct]),
+            "decision_date": date_column(config.start_date, day),
+            "tenure_days": (day - world.created_day[acct]).astype(np.int64),
+            "term_months": term.astype(np.int64),
+            "arr": arr.astype(np.float64),
+            "true_churn_probability": probability,
+            "churned": churned.astype(bool),
+            "latent_health": drivers[:, N_DIMS],
+            "trouble": str_column(list(TROUBLES), np.where(trouble_active, world.trouble[acct], 0)),
+            **{name: drivers[:, k] for k, name in enumerate(LATENT_COLUMNS)},
+        }
+    )
+
+
+def account_truth(
+    config: SimulationConfig,
+    world: World,
+    account_ids: pa.Array,
+    *,
+    churn_day: np.ndarray,
+    account_end: np.ndarray,
+) -> pd.DataFrame:
+    """The ground truth's accounts: latent health, trouble and its onset, churn (``churn_day``
+    per account, -1 for none; ``account_end``: when it stopped producing rows, in us)."""
+    n = world.n_accounts
+    onset_valid = (world.trouble > 0) & (world.trouble_onset_day < world.n_days)
+    last_period = np.clip((account_end - 1) // (PERIOD_DAYS * DAY_US), 0, None)
+    churned = churn_day >= 0
+    return pd.DataFrame(
+        {
+            "account_id": str_column(account_ids),
+            "segment": str_column(pa.array(list(SEGMENTS), type=pa.string()), world.segment),
+            "latent_health_mean": world.health_mean,
+            "latent_health_final": world.health[np.arange(n), last_period].astype(np.float64),
+            "trouble": str_column(list(TROUBLES), world.trouble),
+            "trouble_onset_at": ts_column(
+                config.start_date,
+                np.where(onset_valid, world.trouble_onset_day, 0) * DAY_US,
+                onset_valid,
+            ),
+            "latent_onboarding": world.dim(ONBOARDING, np.arange(n), world.created_day),
+            "activation_propensity": world.activation,
+            "churned": churned,
+            "churned_at": ts_column(config.start_date, churn_day * DAY_US, churned),
+        }
+    )
+
+
+def account_names(config: SimulationConfig, n: int) -> np.ndarray:
     """Company names such as "Blue Logistics Inc"; a repeated name gets " 2", " 3"..."""
     rng = random_stream(config.seed, "names")
     a = rng.choice(np.array(NAME_WORDS_A), n)

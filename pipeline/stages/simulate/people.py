@@ -226,23 +226,7 @@ def csm_assignment(config: SimulationConfig, world: World) -> tuple[pd.DataFrame
         n_seg = int((world.segment == s).sum())
         # roughly 3 of 4 accounts ever acquired are live at a time
         counts.append(max(1, int(np.ceil(0.75 * n_seg / prof.portfolio))) if n_seg else 0)
-    n_csm = sum(counts)
-    combos = np.array([(f, last) for f in FIRST_NAMES for last in LAST_NAMES])
-    pick = rng.permutation(len(combos))[: min(n_csm, len(combos))]
-    pick = np.resize(pick, n_csm)
-    first, last = combos[pick, 0], combos[pick, 1]
-    serial = np.arange(1, n_csm + 1)
-    repeat = np.arange(n_csm) >= len(combos)
-    email_local = np.char.lower(np.char.add(np.char.add(first, "."), last))
-    email_local = np.where(repeat, np.char.add(email_local, serial.astype(str)), email_local)
-    csm_ids = sequential_ids("CSM", n_csm, 3)
-    csms = pd.DataFrame(
-        {
-            "csm_id": str_column(csm_ids),
-            "name": str_column(np.char.add(np.char.add(first, " "), last)),
-            "email": str_column(np.char.add(email_local, "@example.com")),
-        }
-    )
+    csms = csm_directory(rng, sum(counts))
     owner = np.zeros(world.n_accounts, dtype=np.int64)
     offset = 0
     for s, k in enumerate(counts):
@@ -251,3 +235,22 @@ def csm_assignment(config: SimulationConfig, world: World) -> tuple[pd.DataFrame
             owner[idx] = offset + rng.integers(0, k, idx.size)
         offset += k
     return csms, owner
+
+
+def csm_directory(rng: np.random.Generator, n_csm: int) -> pd.DataFrame:
+    """The csms table of ``n_csm`` CSMs (ids CSM001...), with distinct names and addresses."""
+    combos = np.array([(f, last) for f in FIRST_NAMES for last in LAST_NAMES])
+    pick = rng.permutation(len(combos))[: min(n_csm, len(combos))]
+    pick = np.resize(pick, n_csm)
+    first, last = combos[pick, 0], combos[pick, 1]
+    serial = np.arange(1, n_csm + 1)
+    repeat = np.arange(n_csm) >= len(combos)
+    email_local = np.char.lower(np.char.add(np.char.add(first, "."), last))
+    email_local = np.where(repeat, np.char.add(email_local, serial.astype(str)), email_local)
+    return pd.DataFrame(
+        {
+            "csm_id": str_column(sequential_ids("CSM", n_csm, 3)),
+            "name": str_column(np.char.add(np.char.add(first, " "), last)),
+            "email": str_column(np.char.add(email_local, "@example.com")),
+        }
+    )

@@ -22,6 +22,14 @@ _STREAMS: dict[str, int] = {
     "names": 9,
     "usage": 10,
     "csms": 11,
+    # the company profiles' own (the demo never draws from them)
+    "assignment": 12,
+    "attributes": 13,
+    "subscriptions": 14,
+    "event_log": 15,
+    "plg_tickets": 16,
+    "csat": 17,
+    "plg_csms": 18,
 }
 
 

@@ -1,17 +1,18 @@
 """The simulator's files: table schemas, frame-to-Arrow conversion, and the writing edge.
 
-The raw tables' schemas are the data contract's (`pipeline.data.contract.arrow_schema`), with
-one explicit adjustment: every column is written nullable. `arrow_schema` describes the interim
-tables ingest writes *after* validation, where "not null" is a guarantee; a raw export makes no
-such promise (warehouse extracts rarely declare NOT NULL), so the demo's raw files look like a
-user's export: the contract's columns, order and types, with the not-null rules left for ingest
-to enforce. The ground-truth tables are the simulator's own and are written to a directory of
-their own, which the pipeline never reads.
+The raw tables' schemas are the data contract's (`pipeline.data.contract.arrow_schema`), under
+the names of the profile's export (`exports`), with one explicit adjustment: every column is
+written nullable. `arrow_schema` describes the interim tables ingest writes *after*
+validation, where "not null" is a guarantee; a raw export makes no such promise (warehouse
+extracts rarely declare NOT NULL), so the raw files look like a user's export: the contract's
+types, with the not-null rules left for ingest to enforce. The ground-truth tables are the
+simulator's own and are written to a directory of their own, which the pipeline never reads.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -21,10 +22,9 @@ import pyarrow.parquet as pq
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import ConfigError
 from pipeline.core.layout import TRUTH_DECISIONS
-from pipeline.data.contract import TABLE_ORDER, TABLES, arrow_schema
 from pipeline.stages.simulate.config import SimulationConfig
-from pipeline.stages.simulate.entities import simulate_entities
-from pipeline.stages.simulate.usage import iter_usage_event_chunks
+from pipeline.stages.simulate.exports import export_frame, export_schema
+from pipeline.stages.simulate.profiles import DEMO, company_profile
 from pipeline.stages.simulate.world import LATENT_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -32,15 +32,10 @@ logger = logging.getLogger(__name__)
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
-def raw_arrow_schema(table: str) -> pa.Schema:
-    """The Parquet schema of a raw table: the contract's, with every column nullable."""
-    return pa.schema([field.with_nullable(True) for field in arrow_schema(TABLES[table])])
-
-
-#: The simulator writes every table of the contract, in the contract's order.
-RAW_TABLES: tuple[str, ...] = TABLE_ORDER
-#: Arrow schema of every raw table; the parquet files are written with exactly these types.
-RAW_TABLE_SCHEMAS: dict[str, pa.Schema] = {name: raw_arrow_schema(name) for name in RAW_TABLES}
+#: The demo's tables, in the contract's order (the profiles' are in `profiles`).
+RAW_TABLES: tuple[str, ...] = tuple(DEMO.tables)
+#: Arrow schema of every demo table; the parquet files are written with exactly these types.
+RAW_TABLE_SCHEMAS: dict[str, pa.Schema] = {name: export_schema(DEMO, name) for name in RAW_TABLES}
 
 #: Ground-truth tables (written outside the raw dir; the pipeline must never read them).
 TRUTH_TABLE_SCHEMAS: dict[str, pa.Schema] = {
@@ -118,46 +113,58 @@ def check_separate_dirs(raw_dir: Path, truth_dir: Path) -> None:
 def write_simulation(
     config: SimulationConfig, raw_dir: Path, truth_dir: Path, *, progress: bool = False
 ) -> dict[str, int]:
-    """Simulate and write the raw tables to ``raw_dir`` and the ground truth to ``truth_dir``.
+    """Simulate ``config.profile``'s company and write its export's raw tables to ``raw_dir``
+    and the ground truth to ``truth_dir``.
 
     Each directory is built in a temporary sibling and renamed into place (replacing any
     previous content as a whole), so an interrupted run leaves the old data or nothing, never
     half a table. ``usage_events`` is written part by part as it is generated, so memory stays
-    bounded by one chunk. Returns the number of rows per table (truth tables prefixed ``truth_``).
-    Raises `ConfigError` when one directory is inside the other.
+    bounded by one chunk. Returns the number of rows per contract table (truth tables prefixed
+    ``truth_``). Raises `ConfigError` when one directory is inside the other.
     """
     raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)
     check_separate_dirs(raw_dir, truth_dir)
+    profile = company_profile(config.profile)
+    files = profile.raw_tables
     rows: dict[str, int] = {}
     with atomic_path(raw_dir) as tmp_raw, atomic_path(truth_dir) as tmp_truth:
         tmp_raw.mkdir()
         tmp_truth.mkdir()
-        entities = simulate_entities(config)
-        for name, schema in RAW_TABLE_SCHEMAS.items():
+        company = profile.build(config)
+        for name in profile.tables:
             if name == "usage_events":
                 continue
-            _write_parquet(entities[name], schema, tmp_raw / f"{name}.parquet")
-            rows[name] = len(entities[name])
+            frame = export_frame(profile, name, company.tables[name])
+            _write_parquet(frame, export_schema(profile, name), tmp_raw / f"{files[name]}.parquet")
+            rows[name] = len(frame)
         for name, schema in TRUTH_TABLE_SCHEMAS.items():
-            frame = entities[f"truth_{name}"]
+            frame = company.truth[name]
             _write_parquet(frame, schema, tmp_truth / _TRUTH_FILES[name])
             rows[f"truth_{name}"] = len(frame)
         rows["usage_events"] = _write_usage_events(
-            config, entities, tmp_raw / "usage_events", progress=progress
+            (export_frame(profile, "usage_events", chunk) for chunk in company.usage_events),
+            export_schema(profile, "usage_events"),
+            tmp_raw / files["usage_events"],
+            n_chunks=-(-int(config.n_accounts) // int(config.events_chunk_accounts)),
+            progress=progress,
         )
-        del entities
-    logger.info("simulation written to %s (truth in %s): %s", raw_dir, truth_dir, rows)
+        del company
+    logger.info(
+        "simulation (%s) written to %s (truth in %s): %s", profile.name, raw_dir, truth_dir, rows
+    )
     return rows
 
 
 def _write_usage_events(
-    config: SimulationConfig, entities: dict[str, pd.DataFrame], out_dir: Path, *, progress: bool
+    chunks: Iterator[pd.DataFrame],
+    schema: pa.Schema,
+    out_dir: Path,
+    *,
+    n_chunks: int,
+    progress: bool,
 ) -> int:
     """Write usage_events part by part as chunks come; returns the rows written."""
     out_dir.mkdir()
-    schema = RAW_TABLE_SCHEMAS["usage_events"]
-    n_chunks = -(-int(config.n_accounts) // int(config.events_chunk_accounts))
-    chunks = iter_usage_event_chunks(config, entities)
     total = 0
     part = 0
     bar = None
