@@ -381,6 +381,29 @@ def track(
 
 
 @app.command()
+def promote(
+    version: Annotated[str, typer.Option(help="The registered model version to make champion.")],
+    params_path: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Make a registered model version the champion: the explicit decision `dvc exp run` never
+    takes, and the way back to an earlier version. Recorded on that version's run."""
+    config = _config(params_path)
+    from pipeline.modeling.store import resolve_tracking_uri
+    from pipeline.stages.track import promote as promote_version
+
+    cfg = config.mlflow
+    try:
+        previous = promote_version(
+            tracking_uri=resolve_tracking_uri(cfg.tracking_uri),
+            registered_model=cfg.registered_model,
+            version=version,
+        )
+    except ChurnError as err:
+        _fail(err)
+    log.info("%s: champion is version %s (was %s)", cfg.registered_model, version, previous)
+
+
+@app.command()
 def backtest(
     params_path: ParamsOption = DEFAULT_PARAMS,
     interim: InterimOption = LAYOUT.interim,

@@ -332,6 +332,9 @@ class TrainSection(Section):
 
     test_months: PositiveInt = 6
     valid_months: PositiveInt = 3
+    # Outcomes decided this many days before the next part starts are left out of the earlier
+    # part too: neighbouring weeks' usage and tickets are correlated across the boundary.
+    embargo_days: NonNegativeInt = 14
     calibration: Literal["platt", "isotonic"] = "platt"
     monotone_constraints: Bool = True
     num_boost_round: PositiveInt = 1000
@@ -407,7 +410,11 @@ class MlflowSection(Section):
     tracking_uri: Str | None = None
     experiment: Str = "churn"
     registered_model: Str = "churn-model"
-    champion_metric: Str = "roc_auc"
+    # The champion moves only when the new model's gain on this metric (roc_auc, pr_auc or
+    # log_loss), on the same test rows, has a bootstrap interval over accounts above zero.
+    champion_metric: Literal["roc_auc", "pr_auc", "log_loss"] = "pr_auc"
+    bootstrap_resamples: PositiveInt = 400
+    promotion_confidence: Annotated[float, Strict(), Field(gt=0.5, lt=1)] = 0.9
 
 
 class DeliverSection(Section):

@@ -62,18 +62,6 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table[table[LABEL].notna()]
 
 
-def purge_overlap(train: pd.DataFrame, *, valid_start: date, rule: LabelRule) -> pd.DataFrame:
-    """Training rows whose renewal is decided before the validation period starts.
-
-    Monthly snapshots of one account share the outcome of its next renewal, so a training row
-    from December and a validation row from January can carry the very same label. Early
-    stopping and calibration then reward memorising those accounts, which inflates the number of
-    trees and skews the calibration. Dropping ("purging") the training rows whose renewal is
-    decided on or after the first validation day leaves no renewal outcome in both periods.
-    """
-    return train[rule.decided_before(train[RENEWAL_DATE], start=valid_start)]
-
-
 def censor_undecided(frame: pd.DataFrame, *, as_of: date, rule: LabelRule) -> pd.DataFrame:
     """Labels only for renewals whose outcome was decided by the data's `as_of` date.
 

@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.config import Config
 from pipeline.core.errors import TrainingError
-from pipeline.core.labels import LABEL, LabelRule, labelled, purge_overlap
+from pipeline.core.labels import LABEL, LabelRule, labelled
 from pipeline.modeling.baselines import fit_logistic, health_risk, predict_logistic
 from pipeline.modeling.design import design_matrix
 from pipeline.modeling.metrics import binary_metrics, curves, precision_recall_at_capacity
@@ -31,12 +31,10 @@ def test_frame(
     """(train rows, test rows) of the labelled table, by the split the model was trained with:
     the training rows purged the same way (the grace period recorded in its training info), so
     the baselines learn from exactly the model's rows."""
-    known = labelled(table)
     split = Split.from_info(model.info)
-    period = split.assign(known["snapshot_date"])
     rule = LabelRule(horizon_days=horizon_days, grace_days=int(model.info["purge_grace_days"]))
-    train = purge_overlap(known[period == "train"], valid_start=split.valid_start, rule=rule)
-    return train, known[period == "test"]
+    parts = split.parts(labelled(table), rule)
+    return parts["train"], parts["test"]
 
 
 def attach_oracle(test: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:

@@ -4,12 +4,15 @@ The run holds the params, the metrics of `reports/metrics.json` (not recomputed)
 the code (git commit) and the data (hash of the feature table, as DVC computes it), the model
 with its signature and an input example, the calibrator and schema, and the plots. The model is
 registered; the alias `champion` moves to the new version only when it beats the current
-champion on the chosen test metric, and the decision is recorded on the run.
+champion by more than noise on the declared metric, both scored on the same test rows with a
+bootstrap interval over accounts (`pipeline.modeling.champion`); a `dvc exp run` never moves
+it (`churn promote` does). The decision and its numbers are recorded on the run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +24,11 @@ import pipeline
 from pipeline.core.config import Config
 from pipeline.core.errors import ConfigError, TrainingError
 from pipeline.core.hashing import file_md5
+from pipeline.core.labels import LABEL, LabelRule, labelled
 from pipeline.core.layout import MLFLOW_MODEL_FILES
-from pipeline.modeling.store import load_model, resolve_tracking_uri
+from pipeline.modeling.champion import METRICS, Comparison, compare
+from pipeline.modeling.split import Split
+from pipeline.modeling.store import LoadedModel, load_model, load_model_ref, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -31,40 +37,142 @@ CHAMPION = "champion"
 
 @dataclass(frozen=True)
 class ChampionDecision:
-    """Whether the new version became champion, and against what."""
+    """Whether the new version became champion, why, and the numbers behind it.
+
+    `outcome`: first (no champion yet), better (a gain beyond noise), not_better,
+    incomparable (the champion cannot score this feature table), experiment (a `dvc exp run`
+    never promotes: `churn promote` does, knowingly).
+    """
 
     promoted: bool
+    outcome: str
     metric: str
-    new_value: float
+    new_value: float | None
     previous_version: str | None
     previous_value: float | None
+    gain: float | None = None
+    interval: tuple[float, float] | None = None
+    accounts: int | None = None
+    reason: str = ""
 
-    def reason(self) -> str:
-        if self.previous_version is None:
-            return f"no champion yet: version becomes champion ({self.metric}={self.new_value:.4f})"
-        verb = "beats" if self.promoted else "does not beat"
-        return (
-            f"{self.metric} {self.new_value:.4f} {verb} champion version "
-            f"{self.previous_version} ({self.previous_value:.4f})"
-        )
+
+def in_dvc_experiment() -> bool:
+    """True inside `dvc exp run`, which sets these for the stages it runs."""
+    return bool(os.environ.get("DVC_EXP_BASELINE_REV") or os.environ.get("DVC_EXP_NAME"))
 
 
 def decide_champion(
-    new_value: float,
+    comparison: Comparison | None,
     *,
     metric: str,
+    version: str,
     previous_version: str | None,
-    previous_value: float | None,
-    higher_is_better: bool = True,
+    experiment: bool,
+    missing: list[str] | None = None,
 ) -> ChampionDecision:
-    """Promote only a strict improvement: a tie keeps the champion that has been in use."""
-    if previous_version is None or previous_value is None:
-        promoted = True
-    elif higher_is_better:
-        promoted = new_value > previous_value
-    else:
-        promoted = new_value < previous_value
-    return ChampionDecision(promoted, metric, new_value, previous_version, previous_value)
+    """Promote a first model, or one whose gain over the champion is beyond noise (the lower
+    end of the bootstrap interval above zero); never from an experiment."""
+    numbers: dict = {}
+    if comparison is not None:
+        numbers = {
+            "new_value": comparison.new_value,
+            "previous_value": comparison.champion_value,
+            "gain": comparison.gain,
+            "interval": (comparison.low, comparison.high),
+            "accounts": comparison.accounts,
+        }
+    base = {"metric": metric, "previous_version": previous_version, **numbers}
+    base.setdefault("new_value", None)
+    base.setdefault("previous_value", None)
+    if experiment:
+        return ChampionDecision(
+            promoted=False,
+            outcome="experiment",
+            reason=f"version {version} comes from a dvc experiment and is not promoted; "
+            f"`churn promote --version {version}` makes it champion",
+            **base,
+        )
+    if previous_version is None:
+        return ChampionDecision(
+            promoted=True, outcome="first", reason=f"no champion yet: version {version}", **base
+        )
+    if comparison is None:
+        return ChampionDecision(
+            promoted=False,
+            outcome="incomparable",
+            reason=f"champion version {previous_version} cannot score this feature table "
+            f"(missing {sorted(missing or [])[:5]}): kept; `churn promote --version {version}` "
+            "to replace it knowingly",
+            **base,
+        )
+    share = f"{comparison.confidence:.0%}"
+    verdict = (
+        f"{metric} {comparison.new_value:.4f} vs {comparison.champion_value:.4f} on the same "
+        f"{comparison.accounts} accounts: gain {comparison.gain:+.4f}, {share} interval "
+        f"[{comparison.low:+.4f}, {comparison.high:+.4f}]"
+    )
+    if comparison.beyond_noise:
+        return ChampionDecision(
+            promoted=True, outcome="better", reason=f"{verdict}: promoted", **base
+        )
+    return ChampionDecision(
+        promoted=False,
+        outcome="not_better",
+        reason=f"{verdict}: within noise, champion version {previous_version} kept",
+        **base,
+    )
+
+
+def compare_with_champion(
+    new_model: LoadedModel,
+    champion_model: LoadedModel,
+    table: pd.DataFrame,
+    *,
+    rule: LabelRule,
+    metric: str,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[Comparison | None, list[str]]:
+    """Both models on the new model's test rows; (None, missing features) when the champion
+    needs features this table lacks."""
+    missing = [n for n in champion_model.feature_names if n not in table.columns]
+    if missing:
+        return None, missing
+    test = Split.from_info(new_model.info).parts(labelled(table), rule)["test"]
+    comparison = compare(
+        test[LABEL].to_numpy(dtype=float),
+        new_model.predict(test),
+        champion_model.predict(test),
+        test["account_id"].to_numpy(),
+        metric=metric,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    return comparison, []
+
+
+def promote(*, tracking_uri: str, registered_model: str, version: str) -> str:
+    """Move `champion` to `version` (the explicit, human decision); returns the one replaced."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.get_model_version(registered_model, version)
+    except MlflowException as err:
+        raise ConfigError(f"{registered_model} has no version {version!r}") from err
+    try:
+        previous = str(client.get_model_version_by_alias(registered_model, CHAMPION).version)
+    except MlflowException:
+        previous = "none"
+    client.set_registered_model_alias(registered_model, CHAMPION, version)
+    run_id = client.get_model_version(registered_model, version).run_id
+    if run_id:
+        client.set_tag(run_id, "champion_decision", "promoted_manually")
+        client.set_tag(run_id, "champion_reason", f"churn promote (replaced version {previous})")
+    return previous
 
 
 def git_commit() -> str:
@@ -148,28 +256,49 @@ def log_training_run(
             for name, fig in _figures(Path(plots_dir)).items():
                 mlflow.log_figure(fig, f"plots/{name}.png")
         version = str(info.registered_model_version)
-        previous_version = previous_value = None
+        previous_version = None
+        comparison, missing = None, []
         try:
             current = client.get_model_version_by_alias(registered_model, CHAMPION)
             previous_version = str(current.version)
-            previous_value = client.get_run(current.run_id).data.metrics.get(champion_metric)
         except mlflow.exceptions.MlflowException:
             pass  # no champion yet
+        experiment_run = in_dvc_experiment()
+        if previous_version is not None and not experiment_run:
+            champion_model, _, _ = load_model_ref(
+                f"models:/{registered_model}@{CHAMPION}", tracking_uri=tracking_uri
+            )
+            comparison, missing = compare_with_champion(
+                model,
+                champion_model,
+                table,
+                rule=LabelRule(
+                    horizon_days=config.features.label_horizon_days,
+                    grace_days=int(model.info["purge_grace_days"]),
+                ),
+                metric=champion_metric,
+                resamples=config.mlflow.bootstrap_resamples,
+                confidence=config.mlflow.promotion_confidence,
+                seed=config.base.seed,
+            )
         decision = decide_champion(
-            float(metrics[champion_metric]),
+            comparison,
             metric=champion_metric,
+            version=version,
             previous_version=previous_version,
-            previous_value=previous_value,
+            experiment=experiment_run,
+            missing=missing,
         )
         if decision.promoted:
             client.set_registered_model_alias(registered_model, CHAMPION, version)
         mlflow.set_tags(
             {
                 "champion_decision": "promoted" if decision.promoted else "kept_previous",
-                "champion_reason": decision.reason(),
+                "champion_outcome": decision.outcome,
+                "champion_reason": decision.reason,
             }
         )
-        log.info("model version %s: %s", version, decision.reason())
+        log.info("model version %s: %s", version, decision.reason)
         return {
             "run_id": run.info.run_id,
             "experiment": experiment,
@@ -208,10 +337,10 @@ def run_track(
     if not Path(metrics_path).is_file():
         raise TrainingError(f"{metrics_path} not found: run `churn evaluate` first")
     metrics = json.loads(Path(metrics_path).read_text())
-    if cfg.champion_metric not in metrics:
+    if cfg.champion_metric not in metrics or cfg.champion_metric not in METRICS:
         raise ConfigError(
-            f"mlflow.champion_metric {cfg.champion_metric!r} is not in {metrics_path}; "
-            f"choose one of {sorted(metrics)[:12]}..."
+            f"mlflow.champion_metric {cfg.champion_metric!r}: the champion is chosen on one of "
+            f"{sorted(METRICS)}, compared on the same test rows"
         )
     return log_training_run(
         config=config,

@@ -19,12 +19,12 @@ import pandas as pd
 from features.registry import Feature
 from pipeline.core.config import Config
 from pipeline.core.errors import TrainingError
-from pipeline.core.labels import LABEL, LabelRule, labelled, purge_overlap
+from pipeline.core.labels import LABEL, LabelRule, labelled
 from pipeline.feature_engine.build import declared_registry
 from pipeline.feature_engine.vocabulary import INFO_KEY, table_vocabulary
 from pipeline.modeling.calibration import Calibrator, fit_calibrator, raw_scores
 from pipeline.modeling.design import design_matrix, feature_schema
-from pipeline.modeling.split import Split, out_of_time_split
+from pipeline.modeling.split import Split, purged_split, typical_term_days
 from pipeline.modeling.store import save_model
 
 log = logging.getLogger(__name__)
@@ -41,21 +41,45 @@ def monotone_constraints(features: list[Feature], *, enabled: bool) -> list[int]
     return [sign[f.direction] if f.monotone else 0 for f in features]
 
 
-def check_trainable(y: pd.Series, *, name: str) -> None:
-    """Stop with a clear error when a period cannot train or validate a model."""
+def check_trainable(y: pd.Series, *, name: str, hint: str = "") -> None:
+    """Stop with a clear error when a period cannot train or validate a model; `hint` says
+    which setting would fit the data."""
     y = y.dropna()
     positives = int((y == 1).sum())
+    suffix = f"; {hint}" if hint else ""
     if len(y) < MIN_ROWS:
-        raise TrainingError(f"{name} period has {len(y)} labelled rows; at least {MIN_ROWS} needed")
+        raise TrainingError(
+            f"{name} period has {len(y)} labelled rows; at least {MIN_ROWS} needed{suffix}"
+        )
     if y.nunique() < 2:
         raise TrainingError(
             f"{name} period has a single class ({'churned' if positives else 'retained'} only): "
-            "a churn model needs both"
+            f"a churn model needs both{suffix}"
         )
     if positives < MIN_POSITIVES:
         raise TrainingError(
-            f"{name} period has {positives} churned rows; at least {MIN_POSITIVES} needed"
+            f"{name} period has {positives} churned rows; at least {MIN_POSITIVES} needed{suffix}"
         )
+
+
+def split_hint(known: pd.DataFrame, rule: LabelRule, part: str) -> str:
+    """What to change when a part is too small: a longer period for its outcomes, and the
+    label horizon the data's terms call for (a horizon far beyond the terms adds no labels;
+    one shorter than the terms labels only their last stretch)."""
+    setting = {"train": "more history", "valid": "a longer train.valid_months"}.get(
+        part, "a longer train.test_months"
+    )
+    term = typical_term_days(known)
+    if term is None:
+        return f"try {setting}"
+    fit = term + rule.grace_days
+    horizon = (
+        f"; terms here are typically {term} days, so features.label_horizon_days = {fit} "
+        f"covers a whole term (now {rule.horizon_days})"
+        if abs(rule.horizon_days - fit) > max(7, fit // 4)
+        else ""
+    )
+    return f"try {setting}{horizon}"
 
 
 def fit_lightgbm(
@@ -117,27 +141,26 @@ def train_model(
     early_stopping_rounds: int,
     valid_months: int,
     test_months: int,
-    gap_days: int,
+    embargo_days: int,
     rule: LabelRule,
     calibration: str,
     monotone: bool,
     seed: int,
 ) -> TrainedModel:
-    """Split out of time, purge shared renewals, fit LightGBM with early stopping, calibrate
-    on validation."""
+    """Split by decision date (purged, with an embargo), fit LightGBM with early stopping,
+    calibrate on validation."""
     known = labelled(table)
-    split = out_of_time_split(
-        known["snapshot_date"],
+    split = purged_split(
+        known,
         valid_months=valid_months,
         test_months=test_months,
-        gap_days=gap_days,
+        embargo_days=embargo_days,
+        rule=rule,
     )
-    period = split.assign(known["snapshot_date"])
-    parts = {name: known[period == name] for name in ("train", "valid", "test")}
-    before = len(parts["train"])
-    parts["train"] = purge_overlap(parts["train"], valid_start=split.valid_start, rule=rule)
+    parts = split.parts(known, rule)
+    purged = parts.pop("purged")
     for name, part in parts.items():
-        check_trainable(part[LABEL], name=name)
+        check_trainable(part[LABEL], name=name, hint=split_hint(known, rule, name))
     schema = feature_schema(parts["train"], features)
     constraints = monotone_constraints(features, enabled=monotone)
     schema["monotone_constraints"] = constraints
@@ -160,7 +183,9 @@ def train_model(
     info = {
         "split": split.as_dict(),
         "rows": {name: len(part) for name, part in parts.items()},
-        "purged_train_rows": before - len(parts["train"]),
+        # labelled rows before the test whose outcome falls in a later part (or the embargo)
+        "purged_rows": len(purged),
+        "purged_churned": int((purged[LABEL] == 1).sum()),
         "purge_grace_days": rule.grace_days,
         "churned": {name: int((part[LABEL] == 1).sum()) for name, part in parts.items()},
         "best_iteration": int(booster.best_iteration),
@@ -184,7 +209,7 @@ def run_train(config: Config, features_path: Path, models_dir: Path) -> TrainedM
         early_stopping_rounds=cfg.early_stopping_rounds,
         valid_months=cfg.valid_months,
         test_months=cfg.test_months,
-        gap_days=config.features.label_horizon_days,
+        embargo_days=cfg.embargo_days,
         rule=config.label_rule,
         calibration=cfg.calibration,
         monotone=cfg.monotone_constraints,

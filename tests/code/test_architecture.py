@@ -184,6 +184,7 @@ COMMANDS = [
     ["deliver", "--dry-run"],
     ["weekly", "--dry-run"],
     ["registry"],
+    ["promote", "--version", "1"],
 ]
 
 

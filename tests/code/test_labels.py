@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipeline.core.labels import LABEL, LabelRule, censor_undecided, purge_overlap
+from pipeline.core.labels import LABEL, LabelRule, censor_undecided
 
 RULE = LabelRule(horizon_days=365, grace_days=30)
 EPOCH = date(1970, 1, 1)
@@ -41,16 +41,6 @@ def test_in_horizon_sql_is_inclusive_of_the_horizon():
     sql = RULE.in_horizon_sql("r", "s")
     values = con.execute(f"SELECT {sql} FROM (SELECT 365 AS r, 0 AS s UNION ALL SELECT 366, 0)")
     assert [row[0] for row in values.fetchall()] == [True, False]
-
-
-def test_purge_keeps_only_outcomes_decided_before_validation_starts():
-    valid_start = date(2025, 1, 1)
-    frame = pd.DataFrame(
-        {"renewal_date": [date(2024, 12, 1), date(2024, 12, 2), date(2024, 12, 3)]}
-    )
-    kept = purge_overlap(frame, valid_start=valid_start, rule=RULE)
-    # decided 12-31 (kept), 01-01 and 01-02 (inside validation: purged)
-    assert kept["renewal_date"].tolist() == [date(2024, 12, 1)]
 
 
 def test_censoring_uses_the_same_decision_day_as_the_labels():

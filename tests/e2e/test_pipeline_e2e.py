@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    # mlflow.set_tracking_uri (earlier tests) exports the URI; the scratch repo tracks alone
+    env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -118,6 +120,14 @@ def test_experiments_metrics_diff_and_plots_diff(repo):
     assert (repo / "plots_html" / "index.html").is_file()
     shown = _run(["dvc", "exp", "show", "--json"], repo)
     assert shown.returncode == 0 and "learning_rate" in shown.stdout
+    # the experiment registered its model, but only the main workspace or `churn promote`
+    # moves the champion
+    run = json.loads((repo / "reports" / "mlflow_run.json").read_text())
+    assert run["version"] == "2" and run["champion"]["outcome"] == "experiment"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias("churn-model", "champion").version) == "1"
     restore = _run(["git", "checkout", "--", "."], repo)
     assert restore.returncode == 0
     assert _run(["dvc", "checkout", "-q"], repo).returncode == 0

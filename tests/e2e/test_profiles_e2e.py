@@ -33,6 +33,8 @@ _TAIL_CHARS = 6000
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    # mlflow.set_tracking_uri (earlier tests) exports the URI; the scratch repo tracks alone
+    env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -1,4 +1,4 @@
-"""MLflow tracking: a real sqlite store in a temp dir, two runs, the champion decision."""
+"""MLflow tracking: a real sqlite store in a temp dir, several runs, the champion decision."""
 
 from __future__ import annotations
 
@@ -13,21 +13,86 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.modeling.champion import Comparison, compare
 from pipeline.modeling.store import resolve_tracking_uri
-from pipeline.stages.track import decide_champion, log_training_run
+from pipeline.stages.track import decide_champion, in_dvc_experiment, log_training_run
 
 
-def test_champion_moves_only_on_strict_improvement():
-    assert decide_champion(
-        0.7, metric="roc_auc", previous_version=None, previous_value=None
-    ).promoted
-    assert decide_champion(0.8, metric="roc_auc", previous_version="1", previous_value=0.7).promoted
-    kept = decide_champion(0.7, metric="roc_auc", previous_version="1", previous_value=0.7)
-    assert not kept.promoted and "does not beat" in kept.reason()
-    lower = decide_champion(
-        0.2, metric="brier", previous_version="1", previous_value=0.3, higher_is_better=False
+def _comparison(gain, low, high):
+    return Comparison(
+        metric="pr_auc",
+        new_value=0.4 + gain,
+        champion_value=0.4,
+        gain=gain,
+        low=low,
+        high=high,
+        accounts=300,
+        resamples=400,
+        confidence=0.9,
     )
-    assert lower.promoted
+
+
+def test_champion_moves_only_on_a_gain_beyond_noise():
+    first = decide_champion(
+        None, metric="pr_auc", version="1", previous_version=None, experiment=False
+    )
+    assert first.promoted and first.outcome == "first"
+    better = decide_champion(
+        _comparison(0.05, 0.01, 0.09),
+        metric="pr_auc",
+        version="2",
+        previous_version="1",
+        experiment=False,
+    )
+    assert better.promoted and better.outcome == "better" and "[+0.0100, +0.0900]" in better.reason
+    noise = decide_champion(
+        _comparison(0.0025, -0.01, 0.015),
+        metric="pr_auc",
+        version="3",
+        previous_version="2",
+        experiment=False,
+    )
+    assert not noise.promoted and noise.outcome == "not_better" and "within noise" in noise.reason
+    exp = decide_champion(
+        _comparison(0.3, 0.2, 0.4),
+        metric="pr_auc",
+        version="4",
+        previous_version="2",
+        experiment=True,
+    )
+    assert (
+        not exp.promoted
+        and exp.outcome == "experiment"
+        and "churn promote --version 4" in exp.reason
+    )
+    lost = decide_champion(
+        None, metric="pr_auc", version="5", previous_version="2", experiment=False, missing=["x"]
+    )
+    assert not lost.promoted and lost.outcome == "incomparable"
+
+
+def test_paired_bootstrap_finds_a_real_gain_and_no_gain_against_itself():
+    rng = np.random.default_rng(0)
+    accounts = np.repeat(np.arange(300), 4)
+    y = (rng.random(len(accounts)) < 0.2).astype(float)
+    good = np.clip(0.2 + 0.5 * (y - 0.2) + rng.normal(0, 0.15, len(y)), 0.01, 0.99)
+    noise = rng.random(len(y))
+    gain = compare(y, good, noise, accounts, metric="pr_auc", resamples=200, confidence=0.9, seed=1)
+    assert gain.beyond_noise and gain.low > 0.1 and gain.accounts == 300
+    same = compare(y, good, good, accounts, metric="roc_auc", resamples=200, confidence=0.9, seed=1)
+    assert same.gain == 0 and not same.beyond_noise
+    loss = compare(
+        y, noise, good, accounts, metric="log_loss", resamples=100, confidence=0.9, seed=1
+    )
+    assert loss.gain < 0 and loss.high < 0  # lower log loss is better: the noise model loses
+
+
+def test_a_dvc_experiment_is_detected_from_its_environment(monkeypatch):
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    assert not in_dvc_experiment()
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-1a2b3")
+    assert in_dvc_experiment()
 
 
 def test_tracking_uri_precedence(monkeypatch, tmp_path):
@@ -41,13 +106,23 @@ def test_tracking_uri_precedence(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def tracked(medium_demo, tmp_path_factory):
-    """Two runs against one sqlite store: a first model, then a worse challenger."""
+    """Runs against one sqlite store: a weak first model (two trees), the real model from a
+    dvc experiment (not promoted), the real model (promoted: beyond noise), and the real model
+    again (kept: no gain)."""
+    import copy
+
+    from pipeline.core.config import parse_config
+    from pipeline.stages.train import run_train
+
     root = tmp_path_factory.mktemp("mlflow")
+    params = copy.deepcopy(medium_demo["params"])
+    params["train"].update(num_boost_round=2, early_stopping_rounds=1)
+    weak = root / "weak_models"
+    run_train(parse_config(params), medium_demo["features"], weak)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     metrics = {"roc_auc": 0.75, "pr_auc": 0.3, "ece": 0.02}
     common = dict(
         config=medium_demo["config"],
-        models_dir=medium_demo["models"],
         features_path=medium_demo["features"],
         plots_dir=None,
         tracking_uri=uri,
@@ -59,20 +134,29 @@ def tracked(medium_demo, tmp_path_factory):
 
     cwd = os.getcwd()
     os.chdir(root)  # artifacts land next to the store, not in the repository
+    saved = {k: os.environ.pop(k, None) for k in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")}
     try:
-        first = log_training_run(metrics=metrics, **common)
-        second = log_training_run(metrics={**metrics, "roc_auc": 0.70}, **common)
-        third = log_training_run(metrics={**metrics, "roc_auc": 0.80}, **common)
+        first = log_training_run(metrics=metrics, models_dir=weak, **common)
+        os.environ["DVC_EXP_NAME"] = "exp-test"
+        try:
+            experiment = log_training_run(
+                metrics=metrics, models_dir=medium_demo["models"], **common
+            )
+        finally:
+            del os.environ["DVC_EXP_NAME"]
+        second = log_training_run(metrics=metrics, models_dir=medium_demo["models"], **common)
+        third = log_training_run(metrics=metrics, models_dir=medium_demo["models"], **common)
     finally:
         os.chdir(cwd)
-    return uri, root, first, second, third
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+    return uri, root, first, experiment, second, third
 
 
 def test_runs_are_logged_with_params_metrics_tags_and_model(tracked, medium_demo):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri, _, first, _, _ = tracked
+    uri, _, first, *_ = tracked
     mlflow.set_tracking_uri(uri)
     run = MlflowClient().get_run(first["run_id"])
     assert run.data.metrics["roc_auc"] == 0.75
@@ -105,14 +189,41 @@ def test_champion_alias_follows_the_recorded_decisions(tracked):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri, _, first, second, third = tracked
+    uri, _, first, experiment, second, third = tracked
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
-    assert first["champion"]["promoted"] and first["version"] == "1"
-    assert not second["champion"]["promoted"]
-    assert client.get_run(second["run_id"]).data.tags["champion_decision"] == "kept_previous"
-    assert third["champion"]["promoted"] and third["champion"]["previous_version"] == "1"
+    assert first["champion"]["outcome"] == "first" and first["version"] == "1"
+    assert experiment["champion"]["outcome"] == "experiment"
+    assert not experiment["champion"]["promoted"]
+    # the real model against the two-tree champion, on the same accounts: beyond noise
+    assert second["champion"]["outcome"] == "better" and second["champion"]["promoted"]
+    low, high = second["champion"]["interval"]
+    assert 0 < low <= second["champion"]["gain"] <= high
+    assert second["champion"]["previous_version"] == "1"
+    # the same model again: no gain, the champion stays
+    assert third["champion"]["outcome"] == "not_better" and third["champion"]["gain"] == 0
+    tags = client.get_run(third["run_id"]).data.tags
+    assert (
+        tags["champion_decision"] == "kept_previous" and "within noise" in tags["champion_reason"]
+    )
     assert str(client.get_model_version_by_alias("test-churn-model", "champion").version) == "3"
+
+
+def test_churn_promote_moves_the_alias_explicitly(tracked):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.core.errors import ConfigError
+    from pipeline.stages.track import promote
+
+    uri = tracked[0]
+    client = MlflowClient(tracking_uri=uri)
+    assert promote(tracking_uri=uri, registered_model="test-churn-model", version="2") == "3"
+    assert str(client.get_model_version_by_alias("test-churn-model", "champion").version) == "2"
+    run_id = client.get_model_version("test-churn-model", "2").run_id
+    assert client.get_run(run_id).data.tags["champion_decision"] == "promoted_manually"
+    with pytest.raises(ConfigError, match="no version '99'"):
+        promote(tracking_uri=uri, registered_model="test-churn-model", version="99")
+    promote(tracking_uri=uri, registered_model="test-churn-model", version="3")  # as it was
 
 
 def _free_port() -> int:
@@ -124,7 +235,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_mlflow_ui_serves_the_runs(tracked):
     """What the README tells a data scientist to run: `mlflow ui` on the sqlite store."""
-    uri, root, first, _, _ = tracked
+    uri, root, first, *_ = tracked
     port = _free_port()
     server = subprocess.Popen(
         [

@@ -7,65 +7,142 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.registry import build_registry
 from pipeline.core.errors import TrainingError
-from pipeline.core.labels import LabelRule, labelled, purge_overlap
+from pipeline.core.labels import LabelRule, labelled
 from pipeline.modeling.calibration import Calibrator, fit_calibrator
-from pipeline.modeling.split import out_of_time_split
+from pipeline.modeling.split import Split, purged_split
 from pipeline.modeling.store import load_model
-from pipeline.stages.train import check_trainable, run_train
+from pipeline.stages.train import check_trainable, run_train, split_hint
+
+RULE = LabelRule(horizon_days=365, grace_days=14)
 
 
-def test_split_periods_are_ordered_with_a_label_horizon_gap():
-    dates = pd.Series(pd.date_range("2024-01-01", "2026-10-01", freq="MS").date)
-    split = out_of_time_split(dates, valid_months=3, test_months=6, gap_days=365)
-    assert split.train_end < split.valid_start <= split.valid_end < split.test_start
-    assert (split.test_start - split.train_end).days >= 365
-    assert (split.test_start - split.valid_end).days >= 365
-    assert str(split.test_end) == "2026-10-01"
-    assigned = split.assign(dates)
-    assert set(assigned.dropna()) == {"train", "valid", "test"}
-    # every train snapshot is before every test snapshot by at least the horizon
-    gap = pd.Timestamp(split.test_start) - pd.to_datetime(dates[assigned == "train"]).max()
-    assert gap.days >= 365
-
-
-def test_purge_leaves_no_renewal_outcome_in_training_and_validation():
-    train = pd.DataFrame(
+def _rows(snapshots, renewals):
+    return pd.DataFrame(
         {
-            "account_id": ["a", "a", "b", "c"],
-            "snapshot_date": pd.to_datetime(
-                ["2024-10-01", "2024-12-01", "2024-12-01", "2024-11-01"]
-            ),
-            "renewal_date": pd.to_datetime(
-                ["2024-11-15", "2025-03-01", "2024-12-10", "2024-12-20"]
-            ),
+            "snapshot_date": pd.to_datetime(pd.Series(snapshots)).dt.date,
+            "renewal_date": pd.to_datetime(pd.Series(renewals)).dt.date,
         }
     )
-    rule = LabelRule(horizon_days=365, grace_days=14)
-    kept = purge_overlap(train, valid_start=pd.Timestamp("2025-01-01").date(), rule=rule)
-    # a's December row shares its March renewal with January's validation rows; c's renewal is
-    # decided only on Jan 3 (Dec 20 + 14 days grace), after validation has begun
-    assert kept["renewal_date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-11-15", "2024-12-10"]
 
 
-def test_trained_model_shares_no_renewal_with_its_validation_period(medium_demo):
+def test_parts_follow_each_rows_decision_date_not_a_fixed_gap():
+    table = _rows(
+        ["2024-01-01", "2024-06-01", "2024-09-01", "2024-11-01", "2024-12-01", "2025-02-01"],
+        ["2024-02-01", "2024-09-10", "2024-10-20", "2024-11-20", "2025-03-01", "2025-03-01"],
+    )
+    split = purged_split(table, valid_months=3, test_months=1, embargo_days=7, rule=RULE)
+    assert str(split.test_start) == "2025-01-02" and str(split.valid_start) == "2024-10-02"
+    parts = split.assign(table["snapshot_date"], table["renewal_date"], RULE).tolist()
+    # decided 02-15 (train), 09-24 (train: before validation's 10-02 less 7 days), 11-03
+    # (validation), 12-04 (validation), 03-15 (after the test starts: purged), test snapshot
+    assert parts == ["train", "train", "valid", "valid", "purged", "test"]
+    assert split.train_end == pd.Timestamp("2024-06-01").date()
+    # the embargo: an outcome decided within 7 days before validation starts is in neither
+    near = _rows(["2024-08-01"], ["2024-09-15"])  # decided 09-29
+    assert split.assign(near["snapshot_date"], near["renewal_date"], RULE).tolist() == ["purged"]
+
+
+def test_monthly_terms_keep_their_history():
+    """A monthly-billing company: with the old horizon-long gap a year of labels was lost;
+    split by decision date, every snapshot before validation trains."""
+    snaps = pd.date_range("2023-01-01", "2025-12-01", freq="MS")
+    table = _rows(snaps, snaps + pd.Timedelta(days=20))
+    split = purged_split(table, valid_months=3, test_months=3, embargo_days=0, rule=RULE)
+    parts = split.assign(table["snapshot_date"], table["renewal_date"], RULE)
+    # purged: only the two snapshots just before the test whose decision (renewal + 14 days
+    # of grace) falls after it starts
+    assert (parts == "purged").sum() == 2
+    assert (parts == "test").sum() == 3 and (parts == "valid").sum() == 3
+    assert (parts == "train").sum() == len(snaps) - 8
+    # training reaches up to validation (a month and the grace before it): no year-long gap
+    assert (pd.Timestamp(split.valid_start) - pd.Timestamp(split.train_end)).days < 70
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    data=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=1400),  # snapshot day
+            st.sampled_from([30, 31, 90, 365, 730]),  # term length: months to years
+            st.integers(min_value=0, max_value=729),  # how far into the term
+        ),
+        min_size=20,
+        max_size=200,
+    ),
+    valid_months=st.integers(min_value=1, max_value=6),
+    test_months=st.integers(min_value=1, max_value=6),
+    embargo=st.integers(min_value=0, max_value=30),
+    grace=st.integers(min_value=0, max_value=45),
+)
+def test_no_decision_date_reaches_into_the_next_part(
+    data, valid_months, test_months, embargo, grace
+):
+    """Over random histories and term mixes: every training outcome is decided before
+    validation starts (less the embargo), every validation outcome before the test starts
+    (less the embargo), and test rows are the latest snapshots."""
+    start = pd.Timestamp("2022-01-01")
+    snaps = [start + pd.Timedelta(days=d) for d, _, _ in data]
+    renewals = [
+        s + pd.Timedelta(days=max(1, term - min(into, term - 1)))
+        for s, (_, term, into) in zip(snaps, data, strict=True)
+    ]
+    table = _rows(snaps, renewals)
+    rule = LabelRule(horizon_days=365, grace_days=grace)
+    try:
+        split = purged_split(
+            table,
+            valid_months=valid_months,
+            test_months=test_months,
+            embargo_days=embargo,
+            rule=rule,
+        )
+    except TrainingError:
+        return  # too short a history for these periods: said, never a silent overlap
+    parts = split.assign(table["snapshot_date"], table["renewal_date"], rule)
+    decision = pd.to_datetime(table["renewal_date"]) + pd.Timedelta(days=grace)
+    snap = pd.to_datetime(table["snapshot_date"])
+    valid_start, test_start = pd.Timestamp(split.valid_start), pd.Timestamp(split.test_start)
+    gap = pd.Timedelta(days=embargo)
+    assert (decision[parts == "train"] < valid_start - gap).all()
+    assert (decision[parts == "valid"] >= valid_start).all()
+    assert (decision[parts == "valid"] < test_start - gap).all()
+    assert (snap[parts != "test"] < test_start).all() and (
+        snap[parts == "test"] >= test_start
+    ).all()
+
+
+def test_trained_model_records_parts_and_purged_rows(medium_demo):
     table = labelled(pd.read_parquet(medium_demo["features"]))
     info = load_model(medium_demo["models"]).info
-    valid_start = pd.Timestamp(info["split"]["valid_start"])
+    split = Split.from_info(info)
     grace = medium_demo["params"]["base"]["renewal_grace_days"]
-    snap = pd.to_datetime(table["snapshot_date"])
-    train = table[snap <= pd.Timestamp(info["split"]["train_end"])]
-    decided_late = pd.to_datetime(train["renewal_date"]) + pd.Timedelta(days=grace) >= valid_start
-    assert info["purged_train_rows"] == int(decided_late.sum()) > 0
-    assert info["rows"]["train"] == len(train) - info["purged_train_rows"]
+    rule = LabelRule(horizon_days=365, grace_days=grace)
+    parts = split.parts(table, rule)
+    assert {name: len(parts[name]) for name in ("train", "valid", "test")} == info["rows"]
+    assert info["purged_rows"] == len(parts["purged"]) > 0
+    assert info["churned"]["valid"] == int((parts["valid"]["churned"] == 1).sum())
+    decided = pd.to_datetime(parts["train"]["renewal_date"]) + pd.Timedelta(days=grace)
+    assert (decided < pd.Timestamp(split.valid_start)).all()
 
 
-def test_split_too_short_for_the_gap_is_a_clear_error():
-    dates = pd.Series(pd.date_range("2025-01-01", "2025-12-01", freq="MS").date)
-    with pytest.raises(TrainingError, match="too short"):
-        out_of_time_split(dates, valid_months=3, test_months=6, gap_days=365)
+def test_split_too_short_is_a_clear_error():
+    table = _rows(["2026-01-01", "2026-02-01"], ["2026-03-01", "2026-04-01"])
+    with pytest.raises(TrainingError, match=r"train\.test_months = 6 and train\.valid_months = 3"):
+        purged_split(table, valid_months=3, test_months=6, embargo_days=0, rule=RULE)
+
+
+def test_a_too_small_part_names_the_horizon_that_fits_the_terms():
+    snaps = pd.date_range("2024-01-01", "2025-12-01", freq="MS")
+    table = _rows(snaps, snaps + pd.Timedelta(days=28)).assign(
+        contract_id=[f"K{i}" for i in range(len(snaps))]
+    )
+    hint = split_hint(table, RULE, "valid")
+    assert "train.valid_months" in hint and "features.label_horizon_days = 42" in hint
 
 
 def test_single_class_or_too_few_rows_stop_with_a_clear_error():

@@ -249,7 +249,7 @@ def model_card(
             "last": feature_summary.get("last_snapshot"),
             "accounts": feature_summary.get("accounts"),
         },
-        "purged_train_rows": training_info.get("purged_train_rows"),
+        "purged_rows": training_info.get("purged_rows"),
         "calibration": training_info.get("calibration"),
         "best_iteration": training_info.get("best_iteration"),
         "label": label_definition(
