@@ -44,6 +44,14 @@ class Comparison:
         return self.low > 0
 
 
+def _rows_by_account(accounts: np.ndarray) -> list[np.ndarray]:
+    """Row positions per account (sorted by account id): the bootstrap's unit of resampling."""
+    codes, uniques = pd.factorize(pd.Series(accounts).astype(str), sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
+
+
 def compare(
     y: np.ndarray,
     new: np.ndarray,
@@ -65,10 +73,8 @@ def compare(
     y = np.asarray(y, dtype=float)
     new = np.asarray(new, dtype=float)
     champion = np.asarray(champion, dtype=float)
-    codes, uniques = pd.factorize(pd.Series(accounts).astype(str), sort=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    rows_of = [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
+    rows_of = _rows_by_account(accounts)
+    uniques = rows_of
     rng = np.random.default_rng(seed)
     gains = []
     for _ in range(resamples):
@@ -96,3 +102,31 @@ def compare(
         resamples=len(gains),
         confidence=confidence,
     )
+
+
+def interval(
+    y: np.ndarray,
+    p: np.ndarray,
+    accounts: np.ndarray,
+    *,
+    metric: str,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """A bootstrap interval over accounts for one model's metric (e.g. is ROC-AUC above 0.5?)."""
+    score, _ = METRICS[metric]
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    rows_of = _rows_by_account(accounts)
+    uniques = rows_of
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        rows = np.concatenate([rows_of[i] for i in rng.integers(0, len(uniques), len(uniques))])
+        if len(np.unique(y[rows])) == 2:
+            values.append(score(y[rows], p[rows]))
+    if not values:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))

@@ -17,6 +17,7 @@ from pipeline.core.config import Config
 from pipeline.core.errors import TrainingError
 from pipeline.core.labels import LABEL, LabelRule, labelled
 from pipeline.modeling.baselines import fit_logistic, health_risk, predict_logistic
+from pipeline.modeling.champion import interval
 from pipeline.modeling.design import design_matrix
 from pipeline.modeling.metrics import binary_metrics, curves, precision_recall_at_capacity
 from pipeline.modeling.split import Split
@@ -107,6 +108,17 @@ def evaluate_model(
         if matched.any():
             om = binary_metrics(y[matched], oracle[matched], prefix="oracle_")
             metrics.update({k: om[k] for k in ("oracle_roc_auc", "oracle_pr_auc", "oracle_brier")})
+    # Is the model better than chance at all? A 90% interval over accounts says.
+    low, high = interval(
+        y,
+        scored["p_model"].to_numpy(),
+        scored["account_id"].to_numpy(),
+        metric="roc_auc",
+        resamples=200,
+        confidence=0.9,
+        seed=seed,
+    )
+    metrics["roc_auc_low"], metrics["roc_auc_high"] = low, high
     metrics["test_rows"] = float(len(test))
     metrics["test_churn_rate"] = float(y.mean())
     metrics["train_rows"] = float(len(train))

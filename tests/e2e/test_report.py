@@ -641,3 +641,44 @@ def test_same_inputs_give_the_same_page():
     """Byte-identical output for identical inputs: no timestamps, no random jitter."""
     first = render_html(build_report(tiny_inputs(), small_settings()))
     assert first == render_html(build_report(tiny_inputs(), small_settings()))
+
+
+def test_headline_compares_with_the_best_baseline_and_says_when_it_wins():
+    from pipeline.stages.report.words import trust_summary
+
+    wins = trust_summary({"roc_auc": 0.80, "health_score_roc_auc": 0.62, "logreg_roc_auc": 0.83})
+    assert "a plain logistic regression on the same signals does better (0.830)" in wins
+    assert "prefer it" in wins and "health score reaches 0.620" in wins
+    ahead = trust_summary({"roc_auc": 0.88, "health_score_roc_auc": 0.77, "logreg_roc_auc": 0.80})
+    assert "better than the best baseline, a plain logistic regression" in ahead
+    tie = trust_summary({"roc_auc": 0.80, "health_score_roc_auc": 0.802})
+    assert "no better than the rule-based health score" in tie
+
+
+def test_a_near_chance_or_tiny_model_is_flagged_and_names_no_drivers():
+    near_chance = {**TINY_METRICS, "roc_auc": 0.56, "roc_auc_low": 0.47, "roc_auc_high": 0.64}
+    context = build_report(tiny_inputs(metrics=near_chance), small_settings())
+    assert (
+        context.trust["warning"] and "not reliably better than chance" in context.trust["warning"]
+    )
+    assert context.drivers["top_actionable"] == []
+    html = " ".join(render_html(context).split())
+    assert 'data-warning="weak_model"' in html and "strongest drivers" not in html
+    tiny = tiny_inputs(training_info={"split": {}, "best_iteration": 2})
+    assert "stopped after 2 trees" in build_report(tiny, small_settings()).trust["warning"]
+    healthy = build_report(tiny_inputs(), small_settings())
+    assert healthy.trust["warning"] is None and healthy.drivers["top_actionable"]
+
+
+def test_signals_without_effect_or_variance_are_never_named_as_drivers():
+    lists = tiny_lists()
+    top = lists.shap.abs().mean().idxmax()
+    features = lists.features.assign(**{top: 1.0})  # one value for every account
+    shap = lists.shap.assign(**{lists.shap.columns[-1]: 0.0})  # no effect at all
+    context = build_report(
+        tiny_inputs(ListOutputs(lists.manifest, lists.accounts, shap, features, lists.trend)),
+        small_settings(),
+    )
+    named = {d["feature"] for d in context.drivers["top_actionable"]}
+    named |= {d["feature"] for d in context.drivers.get("top", [])}
+    assert top not in named and lists.shap.columns[-1] not in named

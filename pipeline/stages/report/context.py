@@ -41,7 +41,13 @@ from pipeline.stages.report.figures import (
 )
 from pipeline.stages.report.inputs import ReportInputs, check_lists
 from pipeline.stages.report.page import figure_data_uri
-from pipeline.stages.report.words import Metric, dependence_sentence, model_card, trust_summary
+from pipeline.stages.report.words import (
+    Metric,
+    dependence_sentence,
+    model_card,
+    model_warning,
+    trust_summary,
+)
 
 # The portfolio cards: key of portfolio_figures, label, how the value is written.
 PORTFOLIO_CARDS = {
@@ -112,7 +118,13 @@ def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext
         for key, (label, kind) in PORTFOLIO_CARDS.items()
     ]
 
+    # A signal with no effect, or one value for every account, is never named as a driver.
+    varying = {str(c) for c in features.columns if features[c].nunique(dropna=True) > 1}
     importance = driver_importance(shap, inputs.registry)
+    importance = importance[
+        (importance["mean_abs_shap"] > 0) & importance["feature"].isin(varying)
+    ].reset_index(drop=True)
+    warning = model_warning(inputs.metrics, inputs.training_info)
     families = family_importance(shap, inputs.registry)
     by_segment = risk_by(accounts, "segment")
     by_cohort = risk_by(accounts, "tenure_cohort")
@@ -187,7 +199,9 @@ def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext
             "families": _records(families),
             "dependence": dependence,
             "signals": int(shap.shape[1]),
-            "top_actionable": _records(importance[importance["actionable"]].head(3)),
+            "top_actionable": (
+                [] if warning else _records(importance[importance["actionable"]].head(3))
+            ),
         },
         risk={
             "segment": _records(by_segment),
@@ -208,6 +222,7 @@ def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext
         trust={
             **trust_metrics(inputs.metrics, inputs.backtest),
             "summary": trust_summary(inputs.metrics),
+            "warning": warning,
             "capacity_per_csm": inputs.capacity_per_csm,
         },
         trend={

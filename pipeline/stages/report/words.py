@@ -128,24 +128,60 @@ def dependence_sentence(feature: Feature | None, name: str, direction: str) -> s
     return f"{what}; the effect is not a simple more-or-less relation."
 
 
-def trust_summary(metrics: Mapping[str, float]) -> str:
-    """One plain sentence comparing the model with the health score (and the oracle).
+#: Fewer trees than this is a model that barely learned (early stopping gave up at once).
+MIN_TREES = 5
 
-    A CS leader compares a model with the score their platform already shows, so the verdict
-    is stated against it rather than against an abstract ROC-AUC threshold.
+
+def model_warning(metrics: Mapping[str, float], training_info: Mapping[str, object]) -> str | None:
+    """The plain warning for a model that must not be read for drivers, or None.
+
+    Near chance: the 90% interval of its test ROC-AUC over accounts reaches 0.5. Tiny: early
+    stopping kept only a handful of trees. Either way the page names no drivers from it.
+    """
+    low = metrics.get("roc_auc_low")
+    trees = training_info.get("best_iteration")
+    if low is not None and float(low) <= 0.5:
+        return (
+            f"This model is not reliably better than chance: its ROC-AUC on the test period "
+            f"could be as low as {float(low):.3f} (90% interval over accounts; 0.5 is a coin "
+            "toss). Do not act on its drivers; use the lists with care and look at the data."
+        )
+    if isinstance(trees, int) and trees < MIN_TREES:
+        return (
+            f"This model learned almost nothing: training stopped after {trees} "
+            f"tree{'s' if trees != 1 else ''}. Its drivers are not shown."
+        )
+    return None
+
+
+def trust_summary(metrics: Mapping[str, float]) -> str:
+    """One plain sentence comparing the model with the best baseline (and the oracle).
+
+    A CS leader compares a model with the score their platform already shows, and a data
+    scientist with the simplest model that works: the verdict is stated against the stronger
+    of the two, and says plainly when a baseline does as well or better.
     """
     model = float(metrics["roc_auc"])
     text = f"On the test period the model's ROC-AUC is {model:.3f}"
-    health = metrics.get("health_score_roc_auc")
-    if health is not None:
-        health = float(health)
-        if model > health + 0.005:
-            verdict = "better than"
-        elif model < health - 0.005:
-            verdict = "worse than"
+    low, high = metrics.get("roc_auc_low"), metrics.get("roc_auc_high")
+    if low is not None and high is not None:
+        text += f" (90% interval over accounts: {float(low):.3f} to {float(high):.3f})"
+    baselines = {
+        "the rule-based health score": metrics.get("health_score_roc_auc"),
+        "a plain logistic regression on the same signals": metrics.get("logreg_roc_auc"),
+    }
+    known = {name: float(v) for name, v in baselines.items() if v is not None}
+    if known:
+        name, best = max(known.items(), key=lambda item: (item[1], item[0]))
+        if model > best + 0.005:
+            text += f", better than the best baseline, {name} ({best:.3f})"
+        elif model < best - 0.005:
+            text += f"; {name} does better ({best:.3f}): prefer it until this model improves"
         else:
-            verdict = "no better than"
-        text += f", {verdict} the rule-based health score ({health:.3f})"
+            text += f", no better than {name} ({best:.3f})"
+        health = known.get("the rule-based health score")
+        if health is not None and name != "the rule-based health score":
+            text += f"; the rule-based health score reaches {health:.3f}"
     oracle = metrics.get("oracle_roc_auc")
     if oracle is not None:
         text += (
