@@ -139,16 +139,19 @@ class Feature:
     monotone: bool = False
     tables: tuple[str, ...] = ()
     window_days: int | None = None
+    # What an empty value means for this feature, in a CSM's words ("no active users in the
+    # last 30 days"); a ratio or a mean is empty when there was nothing to count.
+    when_missing: str = "none recorded"
     sql: str = field(repr=False)
 
     def describe(self, value: object) -> str:
         """The feature and a value in plain words, e.g. '4 SLA breaches in the last 90 days'."""
-        return f"{self.description}: {_format(value, self.unit)}"
+        return f"{self.description}: {_format(value, self.unit, self.when_missing)}"
 
 
-def _format(value: object, unit: str) -> str:
+def _format(value: object, unit: str, when_missing: str = "none recorded") -> str:
     if value is None or (isinstance(value, float) and value != value):
-        return "none recorded"
+        return when_missing
     if unit == "share" and isinstance(value, (int, float)):
         return f"{value:.0%}"
     if isinstance(value, float):

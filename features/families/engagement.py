@@ -115,6 +115,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             play=PLAYS["sentiment"],
             tables=("nps_responses",),
             window_days=w,
+            when_missing=f"no NPS answer in the last {w} days",
             sql=f"np.nps_mean_{w}d",
         ),
         Feature(
@@ -146,6 +147,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["sentiment"],
             tables=("nps_responses",),
+            when_missing="no NPS answer yet",
             sql="np.latest_nps",
         ),
         Feature(

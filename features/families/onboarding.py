@@ -128,6 +128,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             direction="higher_is_riskier",
             actionable=True,
             play=PLAYS["onboarding"],
+            when_missing="no product use yet",
             sql="CAST(ou.first_value_day - s.created_day AS DOUBLE)",
         ),
         *activation,

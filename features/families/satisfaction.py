@@ -90,6 +90,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             play=PLAYS["satisfaction"],
             tables=(TABLE,),
             window_days=w,
+            when_missing=f"no CSAT answer in the last {w} days",
             sql=f"sat.csat_mean_{w}d",
         ),
         Feature(
@@ -103,6 +104,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             play=PLAYS["effort"],
             tables=(TABLE,),
             window_days=w,
+            when_missing=f"no effort-score answer in the last {w} days",
             sql=f"sat.ces_mean_{w}d",
         ),
     ]
@@ -120,6 +122,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["satisfaction"],
             tables=(TABLE,),
+            when_missing="no CSAT answer yet",
             sql="sat.latest_csat",
         ),
         Feature(
@@ -132,6 +135,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["effort"],
             tables=(TABLE,),
+            when_missing="no effort-score answer yet",
             sql="sat.latest_ces",
         ),
     ]

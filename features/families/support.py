@@ -171,6 +171,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             monotone=True,
             tables=("support_tickets",),
             window_days=w,
+            when_missing=f"no SLA deadline in the last {w} days",
             sql=ratio(breaches, f"sp.sla_deadlines_{w}d"),
         ),
         Feature(

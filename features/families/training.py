@@ -107,6 +107,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["enablement"],
             tables=("trainings",),
+            when_missing="no completed training with a score",
             sql="tr.mean_training_score",
         ),
         Feature(

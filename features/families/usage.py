@@ -197,6 +197,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["adoption"],
             window_days=w,
+            when_missing=f"no active users in the last {w} days",
             sql=ratio(f"u.events_{w}d", f"u.active_users_{w}d"),
         ),
         Feature(
@@ -272,6 +273,7 @@ def _activity_features(w: int, settings: DeclarationSettings) -> list[Feature]:
                 actionable=True,
                 play=PLAYS["usage_review"],
                 window_days=w,
+                when_missing=f"no events with a value in the last {w} days",
                 sql=f"ua.value_sum_{w}d",
             ),
             Feature(
@@ -284,6 +286,7 @@ def _activity_features(w: int, settings: DeclarationSettings) -> list[Feature]:
                 actionable=True,
                 play=PLAYS["usage_review"],
                 window_days=w,
+                when_missing=f"no events with a value in the last {w} days",
                 sql=ratio(f"ua.value_sum_{w}d", f"ua.valued_events_{w}d"),
             ),
         ]
@@ -318,6 +321,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             direction="lower_is_riskier",
             actionable=True,
             play=PLAYS["adoption"],
+            when_missing=f"no active users in the last {sticky} days",
             sql=ratio(f"u.user_days_{sticky}d", f"u.active_users_{sticky}d * {sticky}"),
         ),
         Feature(

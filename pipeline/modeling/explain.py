@@ -106,6 +106,31 @@ def segment_label(segment: object) -> str:
     return text.replace("_", "-") if text and text != "<NA>" else "all accounts"
 
 
+#: A tenure band needs this many accounts to be the yardstick; smaller ones use the segment.
+MIN_PEERS = 10
+
+
+def peer_groups(segments: pd.Series, tenure_days: pd.Series, *, onboarding_days: int) -> pd.Series:
+    """Who an account is compared with: its segment, and for an account in its first
+    `onboarding_days` the segment's accounts of that tenure, so an 8-day-old account is not
+    told it has fewer active users than mature peers over 90 days. A band with fewer than
+    MIN_PEERS accounts falls back to the whole segment (an interquartile range of three
+    accounts is no yardstick).
+    """
+    segment = segments.astype("object").where(segments.notna(), None)
+    young = (pd.to_numeric(tenure_days, errors="coerce") < onboarding_days).to_numpy()
+    band = pd.Series(
+        [
+            f"{seg} accounts in their first {onboarding_days} days" if is_young else seg
+            for seg, is_young in zip(segment, young, strict=True)
+        ],
+        index=segments.index,
+        dtype="object",
+    )
+    sizes = band.map(band.value_counts())
+    return band.where(~young | (sizes >= MIN_PEERS), segment)
+
+
 def _is_missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
@@ -113,7 +138,7 @@ def _is_missing(value: object) -> bool:
 def format_value(feature: Feature, value: object) -> str:
     """A feature value as a CSM reads it: 4, 35%, 12 days, yes, enterprise."""
     if _is_missing(value):
-        return "none recorded"
+        return feature.when_missing
     if feature.dtype == "category":
         return segment_label(value) if feature.name == "segment" else str(value)
     number = float(value)

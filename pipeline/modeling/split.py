@@ -131,11 +131,12 @@ def purged_split(
     return replace(probe, train_start=train_dates.min().date(), train_end=train_dates.max().date())
 
 
-def typical_term_days(table: pd.DataFrame) -> int | None:
-    """The median term length in days, from the longest time to renewal each contract shows
-    (its snapshots see the term from near its start): what a label horizon must cover."""
+def long_term_days(table: pd.DataFrame, quantile: float = 0.9) -> int | None:
+    """How long the data's terms last (the `quantile` over contracts of the longest time to
+    renewal each contract shows, its snapshots seeing the term from near its start): what a
+    label horizon must cover for most terms to be labelled from their start."""
     if "contract_id" not in table.columns or table.empty:
         return None
     ahead = (pd.to_datetime(table[RENEWAL_DATE]) - pd.to_datetime(table["snapshot_date"])).dt.days
     per_contract = ahead.groupby(table["contract_id"].to_numpy()).max()
-    return int(per_contract.median()) if len(per_contract) else None
+    return int(per_contract.quantile(quantile)) if len(per_contract) else None

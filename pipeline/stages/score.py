@@ -53,7 +53,13 @@ from pipeline.lists.manifest import CsmEntry, ListsManifest, manifest_bytes, par
 from pipeline.lists.ranking import rank_lists
 from pipeline.lists.render import list_flags, render_lists
 from pipeline.modeling.design import design_matrix
-from pipeline.modeling.explain import explain, moved_most, reason_codes, shap_values
+from pipeline.modeling.explain import (
+    explain,
+    moved_most,
+    peer_groups,
+    reason_codes,
+    shap_values,
+)
 from pipeline.modeling.store import LoadedModel, load_model_ref
 from pipeline.monitoring import (
     drift_warnings,
@@ -125,6 +131,8 @@ class ScoreSettings:
     drift_top_features: int = 10
     drift_bins: int = 10
     stale_after_days: dict[str, int] = field(default_factory=dict)
+    # Accounts this young are compared with peers of their tenure (features.onboarding_days).
+    onboarding_days: int = 90
 
 
 def score_settings(config: Config) -> ScoreSettings:
@@ -143,6 +151,7 @@ def score_settings(config: Config) -> ScoreSettings:
         drift_top_features=cfg.drift.top_features,
         drift_bins=cfg.drift.bins,
         stale_after_days=dict(cfg.stale_after_days),
+        onboarding_days=config.features.onboarding_days,
     )
 
 
@@ -381,7 +390,12 @@ def score_accounts(
     )
 
     values_now = now[names]
-    reasons = reason_codes(shap, values_now, now["segment"], features, top_n=settings.top_reasons)
+    peers = (
+        peer_groups(now["segment"], now["tenure_days"], onboarding_days=settings.onboarding_days)
+        if "tenure_days" in now.columns
+        else now["segment"]
+    )
+    reasons = reason_codes(shap, values_now, peers, features, top_n=settings.top_reasons)
     movers = _movers(scored, flags, table, before_mask, X, shap, values_now, model, features)
 
     by_account = owners.set_index("account_id")

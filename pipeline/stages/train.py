@@ -24,7 +24,7 @@ from pipeline.feature_engine.build import declared_registry
 from pipeline.feature_engine.vocabulary import INFO_KEY, table_vocabulary
 from pipeline.modeling.calibration import Calibrator, fit_calibrator, raw_scores
 from pipeline.modeling.design import design_matrix, feature_schema
-from pipeline.modeling.split import Split, purged_split, typical_term_days
+from pipeline.modeling.split import Split, long_term_days, purged_split
 from pipeline.modeling.store import save_model
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,64 @@ def check_trainable(y: pd.Series, *, name: str, hint: str = "") -> None:
         )
 
 
+#: Validation grows to at most this many months to hold enough churned rows.
+MAX_VALID_MONTHS = 12
+
+
+def _enough(y: pd.Series) -> bool:
+    y = y.dropna()
+    return len(y) >= MIN_ROWS and int((y == 1).sum()) >= MIN_POSITIVES and y.nunique() == 2
+
+
+def adaptive_split(
+    known: pd.DataFrame,
+    *,
+    valid_months: int,
+    test_months: int,
+    embargo_days: int,
+    rule: LabelRule,
+) -> tuple[Split, dict[str, pd.DataFrame], int]:
+    """The purged split with `valid_months`, or, when its validation part holds too few
+    churned rows, the shortest longer validation window (up to MAX_VALID_MONTHS) that holds
+    enough while training still does: a company with few renewals per month needs more months
+    of outcomes to stop early and calibrate on. Returns the split, its parts and the months
+    used (logged when they differ from the setting)."""
+    months = valid_months
+    while True:
+        split = purged_split(
+            known,
+            valid_months=months,
+            test_months=test_months,
+            embargo_days=embargo_days,
+            rule=rule,
+        )
+        parts = split.parts(known, rule)
+        done = _enough(parts["valid"][LABEL]) or months >= max(MAX_VALID_MONTHS, valid_months)
+        if done or not _enough(parts["train"][LABEL]):
+            break
+        try:
+            longer = purged_split(
+                known,
+                valid_months=months + 1,
+                test_months=test_months,
+                embargo_days=embargo_days,
+                rule=rule,
+            )
+        except TrainingError:
+            break
+        if not _enough(longer.parts(known, rule)["train"][LABEL]):
+            break
+        months += 1
+    if months != valid_months:
+        log.warning(
+            "train.valid_months = %d held too few churned rows to validate on; %d months used "
+            "(set train.valid_months to pin it)",
+            valid_months,
+            months,
+        )
+    return split, parts, months
+
+
 def split_hint(known: pd.DataFrame, rule: LabelRule, part: str) -> str:
     """What to change when a part is too small: a longer period for its outcomes, and the
     label horizon the data's terms call for (a horizon far beyond the terms adds no labels;
@@ -69,13 +127,13 @@ def split_hint(known: pd.DataFrame, rule: LabelRule, part: str) -> str:
     setting = {"train": "more history", "valid": "a longer train.valid_months"}.get(
         part, "a longer train.test_months"
     )
-    term = typical_term_days(known)
+    term = long_term_days(known)
     if term is None:
         return f"try {setting}"
     fit = term + rule.grace_days
     horizon = (
-        f"; terms here are typically {term} days, so features.label_horizon_days = {fit} "
-        f"covers a whole term (now {rule.horizon_days})"
+        f"; 90% of the terms here last at most {term} days, so features.label_horizon_days = "
+        f"{fit} covers a whole term (now {rule.horizon_days})"
         if abs(rule.horizon_days - fit) > max(7, fit // 4)
         else ""
     )
@@ -150,14 +208,13 @@ def train_model(
     """Split by decision date (purged, with an embargo), fit LightGBM with early stopping,
     calibrate on validation."""
     known = labelled(table)
-    split = purged_split(
+    split, parts, used_months = adaptive_split(
         known,
         valid_months=valid_months,
         test_months=test_months,
         embargo_days=embargo_days,
         rule=rule,
     )
-    parts = split.parts(known, rule)
     purged = parts.pop("purged")
     for name, part in parts.items():
         check_trainable(part[LABEL], name=name, hint=split_hint(known, rule, name))
@@ -183,6 +240,7 @@ def train_model(
     info = {
         "split": split.as_dict(),
         "rows": {name: len(part) for name, part in parts.items()},
+        "valid_months": used_months,
         # labelled rows before the test whose outcome falls in a later part (or the embargo)
         "purged_rows": len(purged),
         "purged_churned": int((purged[LABEL] == 1).sum()),

@@ -127,7 +127,13 @@ def test_values_and_typical_ranges_in_plain_words():
     assert format_value(REGISTRY["active_user_share_30d"], 0.123) == "12%"
     assert format_value(REGISTRY["days_since_last_activity"], 12.0) == "12 days"
     assert format_value(REGISTRY["qbr_last_quarter"], 1.0) == "yes"
-    assert format_value(REGISTRY["latest_nps"], float("nan")) == "none recorded"
+    # an empty value says what it means, not "none recorded"
+    assert format_value(REGISTRY["latest_nps"], float("nan")) == "no NPS answer yet"
+    assert format_value(REGISTRY["stickiness_30d"], None) == "no active users in the last 30 days"
+    assert format_value(REGISTRY["events_per_active_user_90d"], float("nan")) == (
+        "no active users in the last 90 days"
+    )
+    assert REGISTRY["days_to_first_value"].describe(None).endswith(": no product use yet")
     assert format_value(REGISTRY["segment"], "mid_market") == "mid-market"
     values = pd.DataFrame({"days_since_last_activity": [1.0, 2.0, 3.0, 40.0, 50.0]})
     norms = segment_norms(values, pd.Series(["smb"] * 5), [REGISTRY["days_since_last_activity"]])
@@ -179,3 +185,27 @@ def test_planted_sla_trouble_shows_as_a_support_reason(scored_demo):
     share_untroubled = support[joined["trouble"].eq("none")].mean()
     assert share_sla >= 0.8, share_sla
     assert share_sla >= share_untroubled + 0.3, (share_sla, share_untroubled)
+
+
+def test_a_young_account_is_compared_within_its_tenure_band():
+    """An 8-day-old account is held against accounts in their first 90 days, not against
+    mature ones; a band too small to be a yardstick falls back to the segment."""
+    from pipeline.modeling.explain import MIN_PEERS, peer_groups
+
+    n_young = MIN_PEERS
+    segments = pd.Series(["smb"] * (n_young + 20) + ["enterprise"] * 3)
+    tenure = pd.Series([8.0] * n_young + [400.0] * 20 + [10.0, 500.0, 600.0])
+    peers = peer_groups(segments, tenure, onboarding_days=90)
+    assert (peers[:n_young] == "smb accounts in their first 90 days").all()
+    assert (peers[n_young : n_young + 20] == "smb").all()
+    assert peers.iloc[n_young + 20] == "enterprise"  # one young enterprise account: no band
+
+    names = ["active_users_30d", "segment"]
+    features = [REGISTRY[n] for n in names]
+    users = [1] + [3] * (n_young - 1) + [40] * 20 + [5, 50, 60]
+    values = pd.DataFrame({"active_users_30d": users, "segment": segments})
+    shap = pd.DataFrame({"active_users_30d": 0.5, "segment": 0.0}, index=values.index)
+    young = reason_codes(shap, values, peers, features, top_n=1).iloc[0]["reasons"]
+    assert young.endswith("typical for smb accounts in their first 90 days: 3")
+    mature = reason_codes(shap, values, segments, features, top_n=1).iloc[0]["reasons"]
+    assert mature.endswith("typical for smb: 3-40")  # what the young account was told before

@@ -278,3 +278,25 @@ def test_schema_records_monotone_constraints_from_the_registry(medium_demo):
     for name, value in constraints.items():
         if value:
             assert registry[name].monotone
+
+
+def test_validation_grows_until_it_holds_enough_churned_rows():
+    """Few renewals a month: three months of outcomes hold 15 churned rows, too few to stop
+    early and calibrate on; the split takes the shortest longer window that holds 20."""
+    from pipeline.stages.train import adaptive_split
+
+    months = pd.date_range("2022-01-01", "2025-12-01", freq="MS")
+    rows = []
+    for snap in months:
+        for i in range(100):
+            rows.append((snap, snap + pd.Timedelta(days=10), 1.0 if i < 5 else 0.0))
+    table = pd.DataFrame(rows, columns=["snapshot_date", "renewal_date", "churned"])
+    table = table.assign(
+        snapshot_date=table["snapshot_date"].dt.date, renewal_date=table["renewal_date"].dt.date
+    )
+    rule = LabelRule(horizon_days=365, grace_days=0)
+    _, parts, used = adaptive_split(table, valid_months=3, test_months=3, embargo_days=0, rule=rule)
+    assert used == 4
+    assert int((parts["valid"]["churned"] == 1).sum()) == 20
+    fixed = purged_split(table, valid_months=3, test_months=3, embargo_days=0, rule=rule)
+    assert int((fixed.parts(table, rule)["valid"]["churned"] == 1).sum()) == 15
