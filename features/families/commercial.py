@@ -124,6 +124,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             direction="lower_is_riskier",
             actionable=False,
             play=PLAYS["renewal"],
+            when_missing="no renewal yet (first term)",
             sql="CASE WHEN cm.previous_arr IS NULL OR cm.previous_arr = 0 THEN NULL"
             " ELSE s.arr / cm.previous_arr - 1 END",
         ),

@@ -174,6 +174,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["exec"],
             tables=("csm_touchpoints",),
+            when_missing="no executive-sponsor contact on record",
             sql=days_since("tp.last_exec_epoch"),
         ),
         Feature(
