@@ -26,7 +26,13 @@ from pipeline.core.labels import ID_COLUMNS, LABEL
 from pipeline.core.layout import VALIDATION_REPORT
 from pipeline.data.contract import TABLE_ORDER, TABLES, interim_path
 from pipeline.feature_engine.engines import Engine, open_engine
-from pipeline.feature_engine.vocabulary import Vocabulary, resolve_vocabulary
+from pipeline.feature_engine.vocabulary import (
+    Vocabulary,
+    instant,
+    parquet_pattern,
+    resolve_vocabulary,
+    scan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +177,12 @@ def module_adoption(interim_dir: Path, as_of: date) -> pd.DataFrame:
     A metadata scan of one column pair with DuckDB (whatever the feature engine), so the
     module vocabulary comes from the data, not from the demo's module names.
     """
-    import duckdb
-
-    source = str(interim_path(Path(interim_dir), "usage_events"))
-    pattern = source + "/*.parquet" if Path(source).is_dir() else source
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        return con.execute(
-            "SELECT module, COUNT(DISTINCT account_id) AS accounts, SUM(count) AS events "
-            "FROM read_parquet(?) WHERE occurred_at < CAST(? AS TIMESTAMPTZ) "
-            "GROUP BY module ORDER BY module",
-            [pattern.replace("'", "''"), str(pd.Timestamp(as_of, tz="UTC"))],
-        ).df()
-    finally:
-        con.close()
+    return scan(
+        "SELECT module, COUNT(DISTINCT account_id) AS accounts, SUM(count) AS events "
+        "FROM read_parquet(?) WHERE occurred_at < CAST(? AS TIMESTAMPTZ) "
+        "GROUP BY module ORDER BY module",
+        [parquet_pattern(Path(interim_dir), "usage_events"), instant(as_of)],
+    )
 
 
 def resolve_advanced_modules(

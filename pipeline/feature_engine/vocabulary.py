@@ -80,12 +80,14 @@ class Vocabulary:
         return None if payload is None else cls.from_dict(payload)
 
 
-def _pattern(interim_dir: Path, table: str) -> str:
+def parquet_pattern(interim_dir: Path, table: str) -> str:
+    """The glob DuckDB reads an interim table from (a folder of parts, or one file)."""
     source = interim_path(Path(interim_dir), table)
     return str(source / "*.parquet") if source.is_dir() else str(source)
 
 
-def _query(sql: str, params: list) -> pd.DataFrame:
+def scan(sql: str, params: list) -> pd.DataFrame:
+    """A one-off DuckDB query in UTC: metadata scans of interim tables, whatever the engine."""
     import duckdb
 
     con = duckdb.connect()
@@ -96,36 +98,37 @@ def _query(sql: str, params: list) -> pd.DataFrame:
         con.close()
 
 
-def _instant(as_of: date) -> str:
+def instant(as_of: date) -> str:
+    """The as-of date as the UTC instant DuckDB compares stamps with."""
     return str(pd.Timestamp(as_of, tz="UTC"))
 
 
 def event_type_counts(interim_dir: Path, as_of: date) -> pd.DataFrame:
     """Events per event type before `as_of` (types that are empty are not a type)."""
-    return _query(
+    return scan(
         "SELECT event_type, SUM(count) AS events FROM read_parquet(?) "
         "WHERE occurred_at < CAST(? AS TIMESTAMPTZ) AND event_type IS NOT NULL "
         "GROUP BY event_type ORDER BY events DESC, event_type",
-        [_pattern(interim_dir, "usage_events"), _instant(as_of)],
+        [parquet_pattern(interim_dir, "usage_events"), instant(as_of)],
     )
 
 
 def usage_value_present(interim_dir: Path, as_of: date) -> bool:
     """Whether any usage event before `as_of` carries a value."""
-    found = _query(
+    found = scan(
         "SELECT COUNT(value) AS n FROM read_parquet(?) WHERE occurred_at < CAST(? AS TIMESTAMPTZ)",
-        [_pattern(interim_dir, "usage_events"), _instant(as_of)],
+        [parquet_pattern(interim_dir, "usage_events"), instant(as_of)],
     )
     return bool(found["n"].iloc[0])
 
 
 def attribute_profile(interim_dir: Path, as_of: date) -> pd.DataFrame:
     """Per attribute before `as_of`: accounts holding it, values, and values that are numbers."""
-    return _query(
+    return scan(
         "SELECT attribute, COUNT(DISTINCT account_id) AS accounts, COUNT(value) AS values, "
         "COUNT(TRY_CAST(value AS DOUBLE)) AS numbers FROM read_parquet(?) "
         "WHERE valid_from < CAST(? AS TIMESTAMPTZ) GROUP BY attribute ORDER BY attribute",
-        [_pattern(interim_dir, "account_attributes"), _instant(as_of)],
+        [parquet_pattern(interim_dir, "account_attributes"), instant(as_of)],
     )
 
 

@@ -52,6 +52,41 @@ def _rows_by_account(accounts: np.ndarray) -> list[np.ndarray]:
     return [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
 
 
+def _bootstrap(
+    y: np.ndarray,
+    accounts: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float, int]:
+    """(low, high, resamples used) of `statistic(rows)` over resamples of whole accounts; a
+    resample with one class is skipped (a ranking metric has no value there)."""
+    rows_of = _rows_by_account(accounts)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        picked = rng.integers(0, len(rows_of), size=len(rows_of))
+        rows = np.concatenate([rows_of[i] for i in picked])
+        if len(np.unique(y[rows])) == 2:
+            values.append(statistic(rows))
+    if not values:
+        return float("nan"), float("nan"), 0
+    tail = (1 - confidence) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)), len(values)
+
+
+def _metric(metric: str) -> tuple[Callable[[np.ndarray, np.ndarray], float], float]:
+    """(score function, +1 when higher is better else -1)."""
+    if metric not in METRICS:
+        raise ValueError(
+            f"no champion comparison for metric {metric!r}; use one of {sorted(METRICS)}"
+        )
+    score, higher_is_better = METRICS[metric]
+    return score, 1.0 if higher_is_better else -1.0
+
+
 def compare(
     y: np.ndarray,
     new: np.ndarray,
@@ -64,33 +99,20 @@ def compare(
     seed: int,
 ) -> Comparison:
     """The paired comparison of two models' probabilities for the same labelled rows."""
-    if metric not in METRICS:
-        raise ValueError(
-            f"no champion comparison for metric {metric!r}; use one of {sorted(METRICS)}"
-        )
-    score, higher_is_better = METRICS[metric]
-    sign = 1.0 if higher_is_better else -1.0
+    score, sign = _metric(metric)
     y = np.asarray(y, dtype=float)
     new = np.asarray(new, dtype=float)
     champion = np.asarray(champion, dtype=float)
-    rows_of = _rows_by_account(accounts)
-    uniques = rows_of
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(resamples):
-        picked = rng.integers(0, len(uniques), size=len(uniques))
-        rows = np.concatenate([rows_of[i] for i in picked])
-        if len(np.unique(y[rows])) < 2:
-            continue  # a resample with one class has no ranking metric
-        gains.append(sign * (score(y[rows], new[rows]) - score(y[rows], champion[rows])))
+    low, high, used = _bootstrap(
+        y,
+        accounts,
+        lambda rows: sign * (score(y[rows], new[rows]) - score(y[rows], champion[rows])),
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
     new_value = float(score(y, new))
     champion_value = float(score(y, champion))
-    tail = (1 - confidence) / 2
-    low, high = (
-        (float(np.quantile(gains, tail)), float(np.quantile(gains, 1 - tail)))
-        if gains
-        else (float("nan"), float("nan"))
-    )
     return Comparison(
         metric=metric,
         new_value=new_value,
@@ -98,8 +120,8 @@ def compare(
         gain=sign * (new_value - champion_value),
         low=low,
         high=high,
-        accounts=len(uniques),
-        resamples=len(gains),
+        accounts=int(pd.Series(accounts).astype(str).nunique()),
+        resamples=used,
         confidence=confidence,
     )
 
@@ -115,18 +137,15 @@ def interval(
     seed: int,
 ) -> tuple[float, float]:
     """A bootstrap interval over accounts for one model's metric (e.g. is ROC-AUC above 0.5?)."""
-    score, _ = METRICS[metric]
+    score, _ = _metric(metric)
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
-    rows_of = _rows_by_account(accounts)
-    uniques = rows_of
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        rows = np.concatenate([rows_of[i] for i in rng.integers(0, len(uniques), len(uniques))])
-        if len(np.unique(y[rows])) == 2:
-            values.append(score(y[rows], p[rows]))
-    if not values:
-        return float("nan"), float("nan")
-    tail = (1 - confidence) / 2
-    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+    low, high, _ = _bootstrap(
+        y,
+        accounts,
+        lambda rows: score(y[rows], p[rows]),
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    return low, high
