@@ -71,16 +71,11 @@ def feature_drift(
 ) -> pd.DataFrame:
     """PSI of every model feature, training rows against scored rows, with its importance rank.
 
-    The importance rank is by total gain in the model (1 = most important): drift in a feature
+    The importance rank is by the learner's importance (total gain for trees, |coefficient| on
+    standardised inputs for the logistic model) (1 = most important): drift in a feature
     the model barely uses matters little.
     """
-    gain = dict(
-        zip(
-            model.booster.feature_name(),
-            model.booster.feature_importance("gain"),
-            strict=True,
-        )
-    )
+    gain = model.learner.importance()
     rows = []
     for column in model.schema["features"]:
         name = column["name"]

@@ -241,6 +241,34 @@ def medium_demo(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="session")
+def learner_models(medium_demo, tmp_path_factory):
+    """medium_demo's features trained with each candidate pinned (a short search): a dict of
+    kind -> LoadedModel, plus the features path and the known rows' count."""
+    import copy
+    from dataclasses import replace
+
+    from pipeline.modeling.learners import BlendLearner
+    from pipeline.modeling.store import load_model, save_model
+    from pipeline.stages.train import run_train
+
+    root = tmp_path_factory.mktemp("learners")
+    out: dict = {"features": medium_demo["features"]}
+    for kind in ("lightgbm", "logistic"):
+        params = copy.deepcopy(medium_demo["params"])
+        params["train"]["selection"] = {"candidates": [kind], "trials": 2, "folds": 2}
+        run_train(make_config(params), medium_demo["features"], root / kind)
+        out[kind] = load_model(root / kind)
+        out[f"{kind}_dir"] = root / kind
+    # a blend of the two (same split, same schema), written and read back through the store
+    blend = replace(
+        out["lightgbm"], learner=BlendLearner(out["lightgbm"].learner, out["logistic"].learner, 0.4)
+    )
+    save_model(blend, root / "blend")
+    out["blend"], out["blend_dir"] = load_model(root / "blend"), root / "blend"
+    return out
+
+
 # Account and CSM names that attack spreadsheets (formula injection) and HTML pages.
 HOSTILE_NAMES = [
     '=HYPERLINK("http://x","y")',

@@ -327,8 +327,40 @@ class LightGBMParams(Section):
         return self.model_dump(exclude_none=True)
 
 
+CandidateName = Literal["lightgbm", "logistic", "blend"]
+
+
+class SelectionSettings(Section):
+    """Model selection: which learners compete, on which metric, over how many folds.
+
+    Each candidate's hyperparameters are searched (Optuna's TPE sampler, seeded) on rolling-
+    origin folds that end where the test period starts; the candidate with the best mean
+    fold score is refitted and calibrated. `metric`: pr_auc (ranking the few churners to the
+    top of a list: the use), roc_auc, or log_loss (probabilities, after a Platt fit).
+    """
+
+    metric: Literal["pr_auc", "roc_auc", "log_loss"] = "pr_auc"
+    candidates: tuple[CandidateName, ...] = ("lightgbm", "logistic", "blend")
+    folds: PositiveInt = 3
+    trials: PositiveInt = 10
+    blend_weights: tuple[Annotated[float, Strict(), Field(gt=0, lt=1)], ...] = (0.25, 0.5, 0.75)
+    bootstrap_resamples: PositiveInt = 200
+    confidence: Annotated[float, Strict(), Field(gt=0, lt=1)] = 0.9
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one candidate")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a candidate is named twice: {list(value)}")
+        if "blend" in value and not {"lightgbm", "logistic"} <= set(value):
+            raise ValueError("blend mixes lightgbm and logistic: name both, or drop blend")
+        return value
+
+
 class TrainSection(Section):
-    """The out-of-time split, LightGBM and calibration."""
+    """The out-of-time split, model selection, LightGBM and calibration."""
 
     test_months: PositiveInt = 6
     valid_months: PositiveInt = 3
@@ -339,6 +371,7 @@ class TrainSection(Section):
     monotone_constraints: Bool = True
     num_boost_round: PositiveInt = 1000
     early_stopping_rounds: PositiveInt = 50
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
     lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
 
 

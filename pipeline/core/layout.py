@@ -18,12 +18,14 @@ VALIDATION_REPORT = "validation_report.json"  # in the interim directory (ingest
 QUARANTINE_DIR = "quarantine"  # in the interim directory: <table>.parquet with reasons
 DEMO_MARKER = "DEMO_DISABLED.txt"  # in the demo directories when ingest.source is user data
 TRUTH_DECISIONS = "renewal_decisions.parquet"  # in the ground-truth directory (simulator)
+TRUTH_PIT_ORACLE = "pit_oracle.parquet"  # beside it: the point-in-time oracle per snapshot
 
-MODEL_FILE = "model.txt"  # in a model directory (train)
+MODEL_FILE = "model.txt"  # in a model directory (train): the LightGBM trees, when used
+LINEAR_FILE = "linear.json"  # the logistic regression, when used
+LEARNER_FILE = "learner.json"  # which learner (lightgbm, logistic, blend) and a blend's weight
 CALIBRATOR_FILE = "calibrator.json"
 SCHEMA_FILE = "feature_schema.json"
 INFO_FILE = "training_info.json"
-MODEL_FILES = (MODEL_FILE, CALIBRATOR_FILE, SCHEMA_FILE, INFO_FILE)
 MLFLOW_MODEL_FILES = "model_files"  # artifact path of the model files in an MLflow run
 
 MANIFEST_FILE = "manifest.json"  # in a week's lists directory (score)

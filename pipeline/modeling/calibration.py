@@ -1,23 +1,13 @@
-"""Probability calibration: raw LightGBM log-odds to probabilities where 30% means 30%."""
+"""Probability calibration: a learner's raw log-odds to probabilities where 30% means 30%."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pipeline.core.errors import TrainingError
-
-if TYPE_CHECKING:
-    import lightgbm as lgb
-
-
-def raw_scores(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
-    """Uncalibrated log-odds of churn."""
-    return booster.predict(X, raw_score=True, num_iteration=booster.best_iteration)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def _rows_by_account(accounts: np.ndarray) -> list[np.ndarray]:
     return [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
 
 
-def _bootstrap(
+def bootstrap_over_accounts(
     y: np.ndarray,
     accounts: np.ndarray,
     statistic: Callable[[np.ndarray], float],
@@ -103,7 +103,7 @@ def compare(
     y = np.asarray(y, dtype=float)
     new = np.asarray(new, dtype=float)
     champion = np.asarray(champion, dtype=float)
-    low, high, used = _bootstrap(
+    low, high, used = bootstrap_over_accounts(
         y,
         accounts,
         lambda rows: sign * (score(y[rows], new[rows]) - score(y[rows], champion[rows])),
@@ -140,7 +140,7 @@ def interval(
     score, _ = _metric(metric)
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
-    low, high, _ = _bootstrap(
+    low, high, _ = bootstrap_over_accounts(
         y,
         accounts,
         lambda rows: score(y[rows], p[rows]),

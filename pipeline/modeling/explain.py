@@ -1,8 +1,9 @@
 """Explanations: SHAP values per account and the reason codes a CSM reads.
 
 A probability alone does not tell a CSM what to do. SHAP values split each account's model
-score (log-odds) into one contribution per feature, exactly for trees: LightGBM's `pred_contrib`
-(the same values as shap.TreeExplainer). Reason codes turn the largest risk-raising
+score (log-odds) into one contribution per feature, exactly: LightGBM's `pred_contrib` for trees
+(the same values as shap.TreeExplainer), coefficient x standardised value for the logistic
+model, and their weighted mean for a blend. Reason codes turn the largest risk-raising
 contributions into plain words:
 
 - drivers are grouped by feature family (usage, training, support...), because a CSM acts on
@@ -27,43 +28,27 @@ import pandas as pd
 
 from features.registry import FAMILIES, Feature
 from pipeline.core.errors import ExplainError
+from pipeline.modeling.learners import ADDITIVITY_TOLERANCE
 
 log = logging.getLogger(__name__)
 
-# Contributions and raw scores agree to float rounding; anything larger is a bug.
-ADDITIVITY_TOLERANCE = 1e-6
 REASON_SEPARATOR = " | "
 # Units written after the number; others are clear from the feature's description.
 SPELLED_UNITS = ("days", "hours", "months")
 
 
-def shap_values(booster, X: pd.DataFrame, *, num_threads: int = 0) -> tuple[pd.DataFrame, float]:
-    """SHAP values (log-odds) per row and feature, and the base value (the expected score).
-
-    LightGBM's own `predict(X, pred_contrib=True)`: exact TreeSHAP, the same values as
-    shap.TreeExplainer, one column per feature plus a last column holding the base value. The
-    model's trees are depth-limited (`train.lightgbm.max_depth`), which keeps this cheap
-    enough to explain every account each week. `num_threads` 0 uses all cores.
-    """
-    contrib = booster.predict(X, pred_contrib=True, num_threads=num_threads)
-    contrib = np.asarray(contrib, dtype=float)
-    if contrib.shape != (len(X), X.shape[1] + 1):
-        raise ExplainError(
-            f"pred_contrib returned shape {contrib.shape} for {X.shape[1]} features and "
-            f"{len(X)} rows; a multi-class model cannot be explained here"
-        )
-    base = contrib[:, -1]
-    if len(base) and not np.allclose(base, base[0], rtol=0, atol=ADDITIVITY_TOLERANCE):
-        raise ExplainError("the SHAP base value differs between rows")
-    base_value = float(base[0]) if len(base) else math.nan
-    return pd.DataFrame(contrib[:, :-1], columns=list(X.columns), index=X.index), base_value
+def shap_values(learner, X: pd.DataFrame, *, num_threads: int = 0) -> tuple[pd.DataFrame, float]:
+    """Contributions (log-odds) per row and feature, and the base value (the expected score):
+    exact TreeSHAP for trees, exact linear contributions for the logistic model, their
+    weighted mean for a blend (pipeline.modeling.learners). `num_threads` 0 uses all cores."""
+    return learner.contributions(X, num_threads=num_threads)
 
 
 def explain(
-    booster, X: pd.DataFrame, raw_score: np.ndarray, *, num_threads: int = 0
+    learner, X: pd.DataFrame, raw_score: np.ndarray, *, num_threads: int = 0
 ) -> tuple[pd.DataFrame, float, float]:
-    """SHAP values checked against the model's own scores: (shap, base value, largest gap)."""
-    shap, base = shap_values(booster, X, num_threads=num_threads)
+    """Contributions checked against the model's own scores: (shap, base value, largest gap)."""
+    shap, base = shap_values(learner, X, num_threads=num_threads)
     return shap, base, check_additivity(shap, base, raw_score)
 
 

@@ -1,7 +1,8 @@
 """The model artifact store: one loader for a model directory and for the MLflow registry.
 
-A model is four files (layout.MODEL_FILES): the LightGBM booster, the calibrator, the feature
-schema and the training info. The train stage writes them to `models/`; the track stage logs
+A model directory holds the learner (LightGBM trees in model.txt, a logistic regression in
+linear.json, or both for a blend, named by learner.json), the calibrator, the feature schema
+and the training info. The train stage writes them to `models/`; the track stage logs
 the same files to an MLflow run. Scoring, evaluation, the backtest, the report and the pyfunc
 all load a model through `load_model` (a directory) or `load_model_ref` (a directory or a
 `models:/<name>@<alias>` registry URI), so no stage reaches into another stage's files.
@@ -24,19 +25,22 @@ from pipeline.core.errors import ScoringError, TrainingError
 from pipeline.core.layout import (
     CALIBRATOR_FILE,
     INFO_FILE,
+    LEARNER_FILE,
+    LINEAR_FILE,
     MLFLOW_MODEL_FILES,
     MODEL_FILE,
     SCHEMA_FILE,
 )
 from pipeline.modeling.calibration import Calibrator
 from pipeline.modeling.design import design_matrix
+from pipeline.modeling.learners import BlendLearner, LinearLearner, TreeLearner
 
-if TYPE_CHECKING:  # LightGBM loads in load_model: reading training info needs none of it
-    import lightgbm as lgb
+if TYPE_CHECKING:
+    from pipeline.modeling.learners import Learner
 
 
 class ModelArtifacts(Protocol):
-    booster: lgb.Booster
+    learner: Learner
     calibrator: Calibrator
     schema: dict
     info: dict
@@ -46,7 +50,7 @@ class ModelArtifacts(Protocol):
 class LoadedModel:
     """A model read back from the store: enough to score and explain."""
 
-    booster: lgb.Booster
+    learner: Learner
     calibrator: Calibrator
     schema: dict
     info: dict
@@ -57,16 +61,24 @@ class LoadedModel:
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probabilities for rows of a feature table."""
-        return self.calibrator(
-            self.booster.predict(design_matrix(table, self.schema), raw_score=True)
-        )
+        return self.calibrator(self.learner.raw(design_matrix(table, self.schema)))
 
 
 def save_model(model: ModelArtifacts, models_dir: Path) -> None:
     """Write model, calibrator, feature schema and training info into `models_dir` atomically."""
     with atomic_path(Path(models_dir)) as tmp:
         tmp.mkdir(parents=True)
-        model.booster.save_model(str(tmp / MODEL_FILE), num_iteration=model.booster.best_iteration)
+        learner = model.learner
+        trees = learner.tree if isinstance(learner, BlendLearner) else learner
+        linear = learner.linear if isinstance(learner, BlendLearner) else learner
+        if isinstance(trees, TreeLearner):
+            trees.booster.save_model(str(tmp / MODEL_FILE), num_iteration=trees.trees)
+        if isinstance(linear, LinearLearner):
+            (tmp / LINEAR_FILE).write_text(linear.to_json())
+        about = {"kind": learner.kind}
+        if isinstance(learner, BlendLearner):
+            about["weight"] = learner.weight
+        (tmp / LEARNER_FILE).write_text(json.dumps(about, indent=1) + "\n")
         (tmp / CALIBRATOR_FILE).write_text(model.calibrator.to_json())
         (tmp / SCHEMA_FILE).write_text(json.dumps(model.schema, indent=1) + "\n")
         (tmp / INFO_FILE).write_text(json.dumps(model.info, indent=1, sort_keys=True) + "\n")
@@ -85,17 +97,41 @@ def read_training_info(models_dir: Path) -> dict:
 
 def load_model(models_dir: Path) -> LoadedModel:
     """A model directory (train stage output, or the files an MLflow run logged)."""
-    import lightgbm as lgb
-
     models_dir = Path(models_dir)
-    if not (models_dir / MODEL_FILE).is_file():
-        raise TrainingError(f"no model in {models_dir}: run `churn train` (or `dvc repro`) first")
     return LoadedModel(
-        booster=lgb.Booster(model_file=str(models_dir / MODEL_FILE)),
+        learner=load_learner(models_dir),
         calibrator=Calibrator.from_json((models_dir / CALIBRATOR_FILE).read_text()),
         schema=json.loads((models_dir / SCHEMA_FILE).read_text()),
         info=read_training_info(models_dir),
     )
+
+
+def load_learner(models_dir: Path) -> Learner:
+    """The learner a model directory holds; a directory without learner.json is a LightGBM
+    model written before model selection existed (registry versions stay loadable)."""
+    models_dir = Path(models_dir)
+    about_path = models_dir / LEARNER_FILE
+    about = json.loads(about_path.read_text()) if about_path.is_file() else {"kind": "lightgbm"}
+    kind = about.get("kind")
+    needed = {
+        "lightgbm": (MODEL_FILE,),
+        "logistic": (LINEAR_FILE,),
+        "blend": (MODEL_FILE, LINEAR_FILE),
+    }
+    if kind not in needed:
+        raise TrainingError(f"{about_path}: unknown learner kind {kind!r}")
+    if not all((models_dir / name).is_file() for name in needed[kind]):
+        raise TrainingError(f"no model in {models_dir}: run `churn train` (or `dvc repro`) first")
+    trees = linear = None
+    if MODEL_FILE in needed[kind]:
+        import lightgbm as lgb
+
+        trees = TreeLearner(lgb.Booster(model_file=str(models_dir / MODEL_FILE)))
+    if LINEAR_FILE in needed[kind]:
+        linear = LinearLearner.from_json((models_dir / LINEAR_FILE).read_text())
+    if kind == "blend":
+        return BlendLearner(trees, linear, float(about["weight"]))
+    return trees if kind == "lightgbm" else linear
 
 
 def resolve_tracking_uri(configured: str | None) -> str:

@@ -16,6 +16,7 @@ from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.config import Config
 from pipeline.core.errors import TrainingError
 from pipeline.core.labels import LABEL, LabelRule, labelled
+from pipeline.core.layout import TRUTH_PIT_ORACLE
 from pipeline.modeling.baselines import fit_logistic, health_risk, predict_logistic
 from pipeline.modeling.champion import interval
 from pipeline.modeling.design import design_matrix
@@ -51,6 +52,23 @@ def attach_oracle(test: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
     return pd.Series(merged["true_churn_probability"].to_numpy(), index=test.index)
 
 
+def selection_metrics(info: dict) -> dict[str, float]:
+    """Each candidate's mean fold score and interval from model selection (training info), as
+    flat metrics: `selection_<candidate>_<metric>` with `_low` and `_high`, and
+    `selection_chosen_<candidate>` = 1 for the one in use."""
+    selection = info.get("selection")
+    if not selection:
+        return {}
+    metric = selection["metric"]
+    out: dict[str, float] = {}
+    for name, scored in selection["candidates"].items():
+        out[f"selection_{name}_{metric}"] = float(scored["score"])
+        out[f"selection_{name}_{metric}_low"] = float(scored["low"])
+        out[f"selection_{name}_{metric}_high"] = float(scored["high"])
+    out[f"selection_chosen_{selection['chosen']}"] = 1.0
+    return out
+
+
 def evaluate_model(
     table: pd.DataFrame,
     model: LoadedModel,
@@ -60,8 +78,11 @@ def evaluate_model(
     seed: int,
     horizon_days: int,
     truth: pd.DataFrame | None = None,
+    pit: pd.DataFrame | None = None,
 ) -> tuple[dict[str, float], dict[str, pd.DataFrame], pd.DataFrame]:
-    """Metrics (flat dict), curves, and the scored test rows."""
+    """Metrics (flat dict), curves, and the scored test rows. On demo data, `truth` (the
+    simulator's decisions) gives the full-information oracle and `pit` (its point-in-time
+    probabilities per snapshot) the point-in-time oracle: the fair ceiling."""
     train, test = test_frame(table, model, horizon_days=horizon_days)
     if test.empty:
         raise TrainingError("the test period has no labelled rows")
@@ -108,6 +129,17 @@ def evaluate_model(
         if matched.any():
             om = binary_metrics(y[matched], oracle[matched], prefix="oracle_")
             metrics.update({k: om[k] for k in ("oracle_roc_auc", "oracle_pr_auc", "oracle_brier")})
+    if pit is not None:
+        from pipeline.modeling.oracle import attach_pit_oracle
+
+        at_snapshot = attach_pit_oracle(test, pit)
+        scored["p_pit_oracle"] = at_snapshot
+        matched = at_snapshot.notna().to_numpy()
+        metrics["pit_oracle_matched_share"] = float(matched.mean())
+        if matched.any() and len(set(y[matched])) == 2:
+            pm = binary_metrics(y[matched], at_snapshot[matched], prefix="pit_oracle_")
+            keys = ("pit_oracle_roc_auc", "pit_oracle_pr_auc", "pit_oracle_brier")
+            metrics.update({k: pm[k] for k in keys})
     # Is the model better than chance at all? A 90% interval over accounts says.
     low, high = interval(
         y,
@@ -119,11 +151,22 @@ def evaluate_model(
         seed=seed,
     )
     metrics["roc_auc_low"], metrics["roc_auc_high"] = low, high
+    metrics.update(selection_metrics(model.info))
     metrics["test_rows"] = float(len(test))
     metrics["test_churn_rate"] = float(y.mean())
     metrics["train_rows"] = float(len(train))
     metrics = {k: round(float(v), 6) for k, v in sorted(metrics.items())}
     return metrics, curves(y, scored["p_model"].to_numpy()), scored
+
+
+def load_truth(truth_path: Path | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The simulator's decisions and, beside them, its point-in-time oracle (either may be
+    absent: real data has neither)."""
+    if truth_path is None or not Path(truth_path).is_file():
+        return None, None
+    pit_path = Path(truth_path).parent / TRUTH_PIT_ORACLE
+    pit = pd.read_parquet(pit_path) if pit_path.is_file() else None
+    return pd.read_parquet(truth_path), pit
 
 
 def run_evaluate(
@@ -141,9 +184,7 @@ def run_evaluate(
     accounts = pd.read_parquet(
         Path(interim_dir) / "accounts.parquet", columns=["account_id", "csm_id"]
     )
-    truth = None
-    if truth_path is not None and Path(truth_path).is_file():
-        truth = pd.read_parquet(truth_path)
+    truth, pit = load_truth(truth_path)
     metrics, plot_frames, _ = evaluate_model(
         table,
         model,
@@ -152,6 +193,7 @@ def run_evaluate(
         seed=config.base.seed,
         horizon_days=config.features.label_horizon_days,
         truth=truth,
+        pit=pit,
     )
     write_json(metrics, metrics_path)
     with atomic_path(Path(plots_dir)) as tmp:

@@ -283,6 +283,7 @@ class ScoreResult:
     trend: pd.DataFrame  # TREND_COLUMNS, one row per week
     base_value: float
     additivity_gap: float
+    contribution_method: str  # how the reasons' contributions were computed (learners)
 
 
 def weeks_to_score(as_of: date, trend_weeks: int) -> list[date]:
@@ -357,7 +358,7 @@ def score_accounts(
     if not now_mask.any():
         raise ScoringError(f"no account has an active contract on {as_of}: nothing to score")
     X = design_matrix(table, model.schema)
-    raw = np.asarray(model.booster.predict(X, raw_score=True, num_threads=num_threads), dtype=float)
+    raw = model.learner.raw(X, num_threads=num_threads)
     probability = model.calibrator(raw)
 
     now = table[now_mask].sort_values("account_id", kind="stable")
@@ -365,7 +366,7 @@ def score_accounts(
     now = now.reset_index(drop=True)
     X_now = X.iloc[order].reset_index(drop=True)
     raw_now, p_now = raw[order], probability[order]
-    shap, base_value, gap = explain(model.booster, X_now, raw_now, num_threads=num_threads)
+    shap, base_value, gap = explain(model.learner, X_now, raw_now, num_threads=num_threads)
 
     owners = _owners(accounts, csms)
     scored = _base_frame(now, p_now, owners)
@@ -447,7 +448,15 @@ def score_accounts(
     trend = weekly_trend(table, probability, weeks[-settings.trend_weeks :])
     shap_out = pd.concat([now[["account_id"]], shap], axis=1)
     features_out = pd.concat([now[["account_id"]], values_now], axis=1)
-    return ScoreResult(out[ACCOUNT_COLUMNS], shap_out, features_out, trend, base_value, gap)
+    return ScoreResult(
+        out[ACCOUNT_COLUMNS],
+        shap_out,
+        features_out,
+        trend,
+        base_value,
+        gap,
+        model.learner.contribution_method,
+    )
 
 
 def _movers(scored, flags, table, before_mask, X, shap, values_now, model, features):
@@ -468,7 +477,7 @@ def _movers(scored, flags, table, before_mask, X, shap, values_now, model, featu
     position = pd.Series(before_rows, index=table.loc[before_mask, "account_id"].to_numpy())
     idx = np.flatnonzero(moved)
     rows_before = position.loc[scored["account_id"].to_numpy()[idx]].to_numpy()
-    shap_before, _ = shap_values(model.booster, X.loc[rows_before])
+    shap_before, _ = shap_values(model.learner, X.loc[rows_before])
     shap_before.index = idx
     values_before = table.loc[rows_before, model.feature_names].set_index(pd.Index(idx))
     found = moved_most(
@@ -579,7 +588,7 @@ def render_outputs(
         },
         previous_week=stamp["as_of"] - timedelta(weeks=1),
         trend_weeks=settings.trend_weeks,
-        shap_method="lightgbm_pred_contrib",
+        shap_method=result.contribution_method,
         additivity_max_error=float(f"{result.additivity_gap:.3g}"),
         drift_checked=drift is not None,
         drift=()

@@ -233,6 +233,8 @@ def log_training_run(
                 "git_commit": git_commit(),
                 "data_md5": file_md5(features_path),
                 "split": str(model.info["split"]),
+                "learner": str(model.info.get("learner", "lightgbm")),
+                "selection_chosen": str(model.info.get("selection", {}).get("chosen", "")),
             }
         )
         from pipeline.modeling.pyfunc_model import ChurnModel

@@ -1,10 +1,11 @@
-"""Train stage: out-of-time split, LightGBM churn model, probability calibration.
+"""Train stage: out-of-time split, model selection, the churn model, probability calibration.
 
-Training uses the earliest labelled snapshots; early stopping and calibration use a later
-validation period; the test period is the latest with known labels, and starts at least one
-label horizon after the last training snapshot, so no renewal outcome is shared between them.
-Training rows whose renewal is decided once validation has begun are purged, so training and
-validation share no renewal outcome either.
+The labelled rows are split by decision date (pipeline.modeling.split): the test period is the
+latest snapshots; validation holds the outcomes decided in the months before it; training the
+outcomes decided before that, each boundary purged and embargoed so no renewal outcome is in
+two parts. The learner (LightGBM, a logistic regression on transformed features, or a blend;
+pipeline.modeling.selection) is chosen on rolling-origin folds that all end before the test,
+refitted on the training part with early stopping on validation, and calibrated on validation.
 """
 
 from __future__ import annotations
@@ -14,16 +15,34 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 
 from features.registry import Feature
-from pipeline.core.config import Config
+from pipeline.core.config import Config, SelectionSettings
 from pipeline.core.errors import TrainingError
 from pipeline.core.labels import LABEL, LabelRule, labelled
 from pipeline.feature_engine.build import declared_registry
 from pipeline.feature_engine.vocabulary import INFO_KEY, table_vocabulary
-from pipeline.modeling.calibration import Calibrator, fit_calibrator, raw_scores
-from pipeline.modeling.design import design_matrix, feature_schema
+from pipeline.modeling.calibration import Calibrator, fit_calibrator
+from pipeline.modeling.design import design_matrix, feature_schema, monotone_constraints
+from pipeline.modeling.learners import (
+    BlendLearner,
+    Learner,
+    LinearLearner,
+    TreeLearner,
+    fit_linear,
+)
+from pipeline.modeling.selection import (
+    Candidate,
+    blend_candidate,
+    choose,
+    lightgbm_params,
+    rolling_folds,
+    score_candidate,
+    search_lightgbm,
+    search_logistic,
+)
 from pipeline.modeling.split import Split, long_term_days, purged_split
 from pipeline.modeling.store import save_model
 
@@ -31,14 +50,6 @@ log = logging.getLogger(__name__)
 
 MIN_ROWS = 200
 MIN_POSITIVES = 20
-
-
-def monotone_constraints(features: list[Feature], *, enabled: bool) -> list[int]:
-    """+1 where more of the feature can only raise churn risk, -1 where it can only lower it."""
-    if not enabled:
-        return [0] * len(features)
-    sign = {"higher_is_riskier": 1, "lower_is_riskier": -1, "neither": 0}
-    return [sign[f.direction] if f.monotone else 0 for f in features]
 
 
 def check_trainable(y: pd.Series, *, name: str, hint: str = "") -> None:
@@ -140,11 +151,29 @@ def split_hint(known: pd.DataFrame, rule: LabelRule, part: str) -> str:
     return f"try {setting}{horizon}"
 
 
+#: LightGBM threads: fixed, not the machine's core count, so the trees (whose histogram sums
+#: depend on how rows are split between threads) are the same bytes on every machine.
+LIGHTGBM_THREADS = 2
+
+
+def lightgbm_datasets(
+    X_train: pd.DataFrame, y_train: pd.Series, X_valid: pd.DataFrame, y_valid: pd.Series
+) -> tuple[lgb.Dataset, lgb.Dataset]:
+    """Binned training and validation sets, reusable across fits with other tree parameters
+    (feature_pre_filter off: leaf sizes may change between fits)."""
+    train_set = lgb.Dataset(
+        X_train,
+        label=np.asarray(y_train, dtype=float),
+        free_raw_data=False,
+        params={"feature_pre_filter": False, "verbosity": -1},
+    )
+    valid_set = lgb.Dataset(X_valid, label=np.asarray(y_valid, dtype=float), reference=train_set)
+    return train_set, valid_set
+
+
 def fit_lightgbm(
-    X_train: pd.DataFrame,
-    y_train: pd.Series,
-    X_valid: pd.DataFrame,
-    y_valid: pd.Series,
+    train_set: lgb.Dataset,
+    valid_set: lgb.Dataset,
     *,
     params: dict,
     monotone: list[int],
@@ -152,7 +181,7 @@ def fit_lightgbm(
     num_boost_round: int,
     early_stopping_rounds: int,
 ) -> lgb.Booster:
-    """A deterministic LightGBM binary model with early stopping on the validation period."""
+    """A deterministic LightGBM binary model with early stopping on the validation set."""
     full = {
         "objective": "binary",
         "metric": "binary_logloss",
@@ -160,13 +189,12 @@ def fit_lightgbm(
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": 1,
+        "num_threads": LIGHTGBM_THREADS,
+        "feature_pre_filter": False,
         "monotone_constraints": monotone,
         "monotone_constraints_method": "advanced",
         **params,
     }
-    train_set = lgb.Dataset(X_train, label=y_train.astype(float), free_raw_data=False)
-    valid_set = lgb.Dataset(X_valid, label=y_valid.astype(float), reference=train_set)
     booster = lgb.train(
         full,
         train_set,
@@ -175,7 +203,7 @@ def fit_lightgbm(
         valid_names=["valid"],
         callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
     )
-    log.info("lightgbm: best iteration %d of %d", booster.best_iteration, num_boost_round)
+    log.debug("lightgbm: best iteration %d of %d", booster.best_iteration, num_boost_round)
     return booster
 
 
@@ -183,11 +211,24 @@ def fit_lightgbm(
 class TrainedModel:
     """Everything the train stage produces; written to models/ by `save_model`."""
 
-    booster: lgb.Booster
+    learner: Learner
     calibrator: Calibrator
     schema: dict
     split: Split
     info: dict
+
+
+def describe_learner(learner: Learner) -> str:
+    """The model in a few plain words, for the report's model card and the log."""
+    if isinstance(learner, TreeLearner):
+        return f"LightGBM, {learner.trees} trees"
+    if isinstance(learner, LinearLearner):
+        return f"logistic regression on transformed features (C = {learner.C:g})"
+    assert isinstance(learner, BlendLearner)
+    return (
+        f"blend: {learner.weight:g} x LightGBM ({learner.tree.trees} trees) + "
+        f"{1 - learner.weight:g} x logistic regression (C = {learner.linear.C:g})"
+    )
 
 
 def train_model(
@@ -203,11 +244,13 @@ def train_model(
     rule: LabelRule,
     calibration: str,
     monotone: bool,
+    selection: SelectionSettings,
     seed: int,
 ) -> TrainedModel:
-    """Split by decision date (purged, with an embargo), fit LightGBM with early stopping,
-    calibrate on validation."""
-    known = labelled(table)
+    """Split by decision date (purged, with an embargo), select the learner on rolling-origin
+    folds before the test period, refit it on the training part (early stopping on
+    validation) and calibrate it on validation."""
+    known = labelled(table).reset_index(drop=True)
     split, parts, used_months = adaptive_split(
         known,
         valid_months=valid_months,
@@ -221,21 +264,111 @@ def train_model(
     schema = feature_schema(parts["train"], features)
     constraints = monotone_constraints(features, enabled=monotone)
     schema["monotone_constraints"] = constraints
-    X_train = design_matrix(parts["train"], schema)
-    X_valid = design_matrix(parts["valid"], schema)
-    booster = fit_lightgbm(
-        X_train,
-        parts["train"][LABEL],
-        X_valid,
-        parts["valid"][LABEL],
-        params=lgb_params,
-        monotone=constraints,
-        seed=seed,
-        num_boost_round=num_boost_round,
-        early_stopping_rounds=early_stopping_rounds,
+    categorical = [c["name"] for c in schema["features"] if c["dtype"] == "category"]
+
+    datasets: dict[object, tuple[lgb.Dataset, lgb.Dataset]] = {}
+
+    def fit_trees(key: object, train_rows, valid_rows, params: dict) -> TreeLearner:
+        """Trees on rows `train_rows`, stopped early on `valid_rows` (binned once per key)."""
+        if key not in datasets:
+            datasets[key] = lightgbm_datasets(
+                X[train_rows], y[train_rows], X[valid_rows], y[valid_rows]
+            )
+        return TreeLearner(
+            fit_lightgbm(
+                *datasets[key],
+                params=params,
+                monotone=constraints,
+                seed=seed,
+                num_boost_round=num_boost_round,
+                early_stopping_rounds=early_stopping_rounds,
+            )
+        )
+
+    X = design_matrix(known, schema)
+    y = known[LABEL].astype(int).to_numpy()
+    folds = rolling_folds(
+        known,
+        split,
+        rule,
+        folds=selection.folds,
+        months=used_months,
+        enough=lambda part: _enough(pd.Series(part)),
     )
-    calibrator = fit_calibrator(
-        raw_scores(booster, X_valid), parts["valid"][LABEL].to_numpy(), method=calibration
+    candidates: dict[str, Candidate] = {}
+    if "lightgbm" in selection.candidates:
+        candidates["lightgbm"] = search_lightgbm(
+            X,
+            y,
+            folds,
+            fit=fit_trees,
+            base_params=lgb_params,
+            metric=selection.metric,
+            trials=selection.trials,
+            seed=seed,
+        )
+    if "logistic" in selection.candidates:
+        candidates["logistic"] = search_logistic(
+            X,
+            y,
+            folds,
+            categorical=categorical,
+            metric=selection.metric,
+            trials=selection.trials,
+            seed=seed,
+        )
+    if "blend" in selection.candidates:
+        candidates["blend"] = blend_candidate(
+            candidates["lightgbm"],
+            candidates["logistic"],
+            y,
+            folds,
+            weights=selection.blend_weights,
+            metric=selection.metric,
+        )
+    accounts = known["account_id"].astype(str).to_numpy()
+    scored = [
+        score_candidate(
+            c,
+            folds,
+            y,
+            accounts,
+            metric=selection.metric,
+            resamples=selection.bootstrap_resamples,
+            confidence=selection.confidence,
+            seed=seed,
+        )
+        for c in candidates.values()
+    ]
+    chosen = choose(scored, selection.metric)
+
+    train = known.index.isin(parts["train"].index)
+    valid = known.index.isin(parts["valid"].index)
+    X_train, X_valid = X[train], X[valid]
+    y_train, y_valid = y[train], y[valid]
+    churned = int((y_train == 1).sum())
+
+    def final(name: str, params: dict) -> Learner:
+        if name == "lightgbm":
+            return fit_trees("final", train, valid, lightgbm_params(params, len(y_train), churned))
+        if name == "logistic":
+            return fit_linear(
+                X_train, pd.Series(y_train), categorical=categorical, C=params["C"], seed=seed
+            )
+        return BlendLearner(
+            final("lightgbm", params["lightgbm"]),
+            final("logistic", params["logistic"]),
+            float(params["weight"]),
+        )
+
+    learner = final(chosen.name, chosen.params)
+    calibrator = fit_calibrator(learner.raw(X_valid), y_valid, method=calibration)
+    log.info(
+        "model selection on %d folds by %s: %s; chosen %s",
+        len(folds),
+        selection.metric,
+        ", ".join(f"{s.name} {s.score:.4f} [{s.low:.4f}, {s.high:.4f}]" for s in scored),
+        chosen.name,
     )
     info = {
         "split": split.as_dict(),
@@ -246,10 +379,22 @@ def train_model(
         "purged_churned": int((purged[LABEL] == 1).sum()),
         "purge_grace_days": rule.grace_days,
         "churned": {name: int((part[LABEL] == 1).sum()) for name, part in parts.items()},
-        "best_iteration": int(booster.best_iteration),
         "calibration": calibration,
+        "learner": learner.kind,
+        "model_description": describe_learner(learner),
+        "selection": {
+            "metric": selection.metric,
+            "chosen": chosen.name,
+            "trials": selection.trials,
+            "confidence": selection.confidence,
+            "folds": [f.describe(y) for f in folds],
+            "candidates": {s.name: s.as_dict() for s in scored},
+        },
     }
-    return TrainedModel(booster, calibrator, schema, split, info)
+    trees = learner.tree if isinstance(learner, BlendLearner) else learner
+    if isinstance(trees, TreeLearner):
+        info["best_iteration"] = trees.trees
+    return TrainedModel(learner, calibrator, schema, split, info)
 
 
 def run_train(config: Config, features_path: Path, models_dir: Path) -> TrainedModel:
@@ -271,6 +416,7 @@ def run_train(config: Config, features_path: Path, models_dir: Path) -> TrainedM
         rule=config.label_rule,
         calibration=cfg.calibration,
         monotone=cfg.monotone_constraints,
+        selection=cfg.selection,
         seed=config.base.seed,
     )
     if vocabulary is not None:

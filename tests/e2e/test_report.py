@@ -682,3 +682,28 @@ def test_signals_without_effect_or_variance_are_never_named_as_drivers():
     named = {d["feature"] for d in context.drivers["top_actionable"]}
     named |= {d["feature"] for d in context.drivers.get("top", [])}
     assert top not in named and lists.shap.columns[-1] not in named
+
+
+def test_the_model_card_says_how_the_model_was_chosen_and_whether_the_lead_is_real():
+    from pipeline.stages.report.words import selection_summary
+
+    def info(chosen_low: float) -> dict:
+        return {
+            "selection": {
+                "metric": "pr_auc",
+                "chosen": "blend",
+                "folds": [{}, {}, {}],
+                "candidates": {
+                    "lightgbm": {"score": 0.55, "low": 0.47, "high": 0.62},
+                    "logistic": {"score": 0.54, "low": 0.48, "high": 0.61},
+                    "blend": {"score": 0.57, "low": chosen_low, "high": 0.64},
+                },
+            }
+        }
+
+    close = selection_summary(info(0.49))
+    assert close.startswith("Chosen by PR-AUC on 3 validation folds")
+    assert close.index("blend of the two 0.570") < close.index("LightGBM 0.550")
+    assert "within the noise" in close
+    assert "beyond the noise" in selection_summary(info(0.56))
+    assert selection_summary({"split": {}}) is None  # a model from before selection

@@ -92,6 +92,17 @@ def test_evaluate_writes_required_metrics_and_plots(medium_demo, tmp_path):
         assert len(frame) > 1
     assert all(np.isfinite(v) for v in metrics.values())
     assert {"segment_smb_roc_auc", "segment_smb_rows"} <= set(metrics)
+    # every candidate's validation score and interval, and which one is in use
+    info = json.loads((medium_demo["models"] / "training_info.json").read_text())
+    metric = info["selection"]["metric"]
+    for name, scored in info["selection"]["candidates"].items():
+        assert metrics[f"selection_{name}_{metric}"] == pytest.approx(scored["score"])
+        low, high = (
+            metrics[f"selection_{name}_{metric}_low"],
+            metrics[f"selection_{name}_{metric}_high"],
+        )
+        assert low <= metrics[f"selection_{name}_{metric}"] <= high
+    assert metrics[f"selection_chosen_{info['learner']}"] == 1.0
 
 
 def test_minimum_quality_on_a_small_fixed_demo(medium_demo, tmp_path):

@@ -40,8 +40,8 @@ def test_shap_values_add_up_to_the_model_log_odds(medium_demo):
     model = load_model(medium_demo["models"])
     table = pd.read_parquet(medium_demo["features"]).tail(300)
     X = design_matrix(table, model.schema)
-    raw = model.booster.predict(X, raw_score=True)
-    shap, base = shap_values(model.booster, X)
+    raw = model.learner.raw(X)
+    shap, base = shap_values(model.learner, X)
     assert list(shap.columns) == model.feature_names and len(shap) == len(X)
     assert np.allclose(base + shap.sum(axis=1), raw, atol=1e-9, rtol=0)
     assert check_additivity(shap, base, raw) < 1e-9
@@ -53,19 +53,18 @@ def test_shap_values_add_up_to_the_model_log_odds(medium_demo):
 
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:shap.*")
 @pytest.mark.filterwarnings("ignore:LightGBM binary classifier with TreeExplainer:UserWarning")
-def test_pred_contrib_agrees_with_shap_tree_explainer(medium_demo):
+def test_pred_contrib_agrees_with_shap_tree_explainer(learner_models):
     """LightGBM's own TreeSHAP and the shap package give the same values (log-odds)."""
     import shap as shap_package
 
     from pipeline.modeling.design import design_matrix
-    from pipeline.modeling.store import load_model
 
-    model = load_model(medium_demo["models"])
-    table = pd.read_parquet(medium_demo["features"]).sample(200, random_state=0)
+    model = learner_models["lightgbm"]
+    table = pd.read_parquet(learner_models["features"]).sample(200, random_state=0)
     X = design_matrix(table, model.schema)
     X.iloc[:20, 0] = np.nan  # missing values take the default direction
-    ours, base = shap_values(model.booster, X)
-    explainer = shap_package.TreeExplainer(model.booster)
+    ours, base = shap_values(model.learner, X)
+    explainer = shap_package.TreeExplainer(model.learner.booster)
     theirs = explainer.shap_values(X)
     assert np.abs(ours.to_numpy() - np.asarray(theirs)).max() < 1e-6
     assert abs(base - float(np.ravel(explainer.expected_value)[0])) < 1e-6

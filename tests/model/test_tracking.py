@@ -117,6 +117,8 @@ def tracked(medium_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     params = copy.deepcopy(medium_demo["params"])
     params["train"].update(num_boost_round=2, early_stopping_rounds=1)
+    # only the configured trees, no search: a weak model by construction
+    params["train"]["selection"] = {"candidates": ["lightgbm"], "trials": 1, "folds": 1}
     weak = root / "weak_models"
     run_train(parse_config(params), medium_demo["features"], weak)
     uri = f"sqlite:///{root / 'mlflow.db'}"

@@ -260,6 +260,48 @@ def known_limits(
     return limits
 
 
+CANDIDATE_NAMES = {
+    "lightgbm": "LightGBM",
+    "logistic": "logistic regression",
+    "blend": "blend of the two",
+}
+METRIC_NAMES = {"pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "log_loss": "log loss"}
+
+
+def selection_summary(training_info: Mapping[str, object]) -> str | None:
+    """How the model was chosen, with every candidate's validation score and interval, and
+    whether the winner's lead is beyond the noise (its interval above the runner-up's score):
+    a reader should not take a 0.005 lead for a better model."""
+    selection = training_info.get("selection")
+    if not isinstance(selection, Mapping) or not selection.get("candidates"):
+        return None
+    metric = str(selection["metric"])
+    candidates = dict(selection["candidates"])
+    chosen = str(selection["chosen"])
+    higher = metric != "log_loss"
+    ranked = sorted(candidates, key=lambda n: candidates[n]["score"], reverse=higher)
+    parts = [
+        f"{CANDIDATE_NAMES.get(n, n)} {candidates[n]['score']:.3f} "
+        f"({candidates[n]['low']:.3f} to {candidates[n]['high']:.3f})"
+        for n in ranked
+    ]
+    text = (
+        f"Chosen by {METRIC_NAMES.get(metric, metric)} on {len(selection.get('folds') or [])} "
+        f"validation folds before the test period: {'; '.join(parts)}."
+    )
+    others = [n for n in ranked if n != chosen]
+    if others:
+        runner = candidates[others[0]]["score"]
+        win = candidates[chosen]
+        clear = win["low"] > runner if higher else win["high"] < runner
+        text += (
+            " Its lead is beyond the noise of which accounts renewed when."
+            if clear
+            else " The lead is within the noise: the candidates are about equally good."
+        )
+    return text
+
+
 def model_card(
     *,
     training_info: Mapping[str, object],
@@ -288,6 +330,9 @@ def model_card(
         "purged_rows": training_info.get("purged_rows"),
         "calibration": training_info.get("calibration"),
         "best_iteration": training_info.get("best_iteration"),
+        "selection": selection_summary(training_info),
+        "model_description": training_info.get("model_description")
+        or f"LightGBM, {training_info.get('best_iteration')} trees",
         "label": label_definition(
             label_horizon_days=label_horizon_days, renewal_grace_days=renewal_grace_days
         ),
