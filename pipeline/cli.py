@@ -297,7 +297,7 @@ def train(
         Path, typer.Option(help="Where model, calibrator and feature schema are written.")
     ] = LAYOUT.models,
 ) -> None:
-    """Train the LightGBM churn model out of time and calibrate it."""
+    """Select, train and calibrate the churn model out of time (LightGBM, logistic or blend)."""
     config = _config(params_path)
     from pipeline.stages.train import run_train
 
@@ -306,9 +306,9 @@ def train(
     except ChurnError as err:
         _fail(err)
     log.info(
-        "trained: %s; best iteration %d -> %s",
+        "trained: %s; %s -> %s",
         model.info["rows"],
-        model.info["best_iteration"],
+        model.info.get("model_description", model.info.get("learner", "model")),
         models,
     )
 

@@ -21,6 +21,7 @@ from pipeline.modeling.baselines import fit_logistic, health_risk, predict_logis
 from pipeline.modeling.champion import interval
 from pipeline.modeling.design import design_matrix
 from pipeline.modeling.metrics import binary_metrics, curves, precision_recall_at_capacity
+from pipeline.modeling.oracle import attach_oracle, attach_pit_oracle
 from pipeline.modeling.split import Split
 from pipeline.modeling.store import LoadedModel, load_model
 
@@ -37,19 +38,6 @@ def test_frame(
     rule = LabelRule(horizon_days=horizon_days, grace_days=int(model.info["purge_grace_days"]))
     parts = split.parts(labelled(table), rule)
     return parts["train"], parts["test"]
-
-
-def attach_oracle(test: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
-    """The simulator's true churn probability for each test row (its renewal decision)."""
-    keys = truth.rename(columns={"decision_date": "renewal_date"})[
-        ["account_id", "renewal_date", "true_churn_probability"]
-    ].copy()
-    keys["renewal_date"] = pd.to_datetime(keys["renewal_date"]).dt.date
-    keys["account_id"] = keys["account_id"].astype("string")
-    merged = test[["account_id", "renewal_date"]].merge(
-        keys, on=["account_id", "renewal_date"], how="left", validate="many_to_one"
-    )
-    return pd.Series(merged["true_churn_probability"].to_numpy(), index=test.index)
 
 
 def selection_metrics(info: dict) -> dict[str, float]:
@@ -130,8 +118,6 @@ def evaluate_model(
             om = binary_metrics(y[matched], oracle[matched], prefix="oracle_")
             metrics.update({k: om[k] for k in ("oracle_roc_auc", "oracle_pr_auc", "oracle_brier")})
     if pit is not None:
-        from pipeline.modeling.oracle import attach_pit_oracle
-
         at_snapshot = attach_pit_oracle(test, pit)
         scored["p_pit_oracle"] = at_snapshot
         matched = at_snapshot.notna().to_numpy()

@@ -156,3 +156,21 @@ def test_features_for_one_date_never_overwrite_the_training_summary(tmp_path, sm
     assert tracked.read_text() == "{}"
     assert json.loads((work / "week.summary.json").read_text())["snapshots"] == 1
     assert refused.exit_code == 2 and "give --out" in refused.output
+
+
+def test_train_command_reports_a_logistic_model_without_trees(tmp_path, medium_demo):
+    """A chosen logistic model has no trees: the train command must still finish and say what
+    it trained (CI once failed here on a missing best-iteration key)."""
+    import copy
+
+    params = copy.deepcopy(medium_demo["params"])
+    params["train"]["selection"] = {"candidates": ["logistic"], "trials": 1, "folds": 1}
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    models = tmp_path / "models"
+    args = ["train", "--params", str(params_path), "--features", str(medium_demo["features"])]
+    result = runner.invoke(app, [*args, "--models", str(models)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((models / "training_info.json").read_text())
+    assert info["learner"] == "logistic"
+    assert "best_iteration" not in info

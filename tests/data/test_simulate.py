@@ -714,6 +714,7 @@ def test_write_simulation_writes_every_table(tmp_path, tiny_config):
         assert table.schema.remove_metadata().equals(schema), name
         assert rows[f"truth_{name}"] == table.num_rows
     assert (truth / TRUTH_DECISIONS).is_file(), "the layout's name for the decisions"
+    table = pq.read_table(truth / "accounts.parquet")
     assert table.schema.field("trouble_onset_at").type == pa.timestamp("us", tz="UTC")
     assert pq.read_schema(raw / "contracts.parquet").field("start_date").type == pa.date32()
     assert not list(raw.glob("*truth*")), "truth must stay out of the raw dir"

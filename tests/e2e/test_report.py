@@ -562,6 +562,7 @@ def test_headline_figures_are_the_numbers_in_metrics_json_backtest_and_lists(
         ("metrics", "roc_auc"),
         ("metrics", "health_score_roc_auc"),
         ("metrics", "oracle_roc_auc"),
+        ("metrics", "pit_oracle_roc_auc"),
         ("metrics", "lift_top_decile"),
         ("metrics", "precision_at_capacity"),
         ("metrics", "ece"),
@@ -653,6 +654,9 @@ def test_headline_compares_with_the_best_baseline_and_says_when_it_wins():
     assert "better than the best baseline, a plain logistic regression" in ahead
     tie = trust_summary({"roc_auc": 0.80, "health_score_roc_auc": 0.802})
     assert "no better than the rule-based health score" in tie
+    fair = trust_summary({"roc_auc": 0.88, "pit_oracle_roc_auc": 0.90, "oracle_roc_auc": 0.93})
+    assert "(the simulator's point-in-time probabilities) is 0.900" in fair
+    assert "0.930 knowing each account's state just before its renewal" in fair
 
 
 def test_a_near_chance_or_tiny_model_is_flagged_and_names_no_drivers():

@@ -237,7 +237,7 @@ def trust_metrics(metrics: Mapping[str, float], backtest: Mapping[str, float | N
     rows = []
     for key, label, kind in model:
         row = {"label": label, "model": _metric(metrics, key, label, "metrics", kind)}
-        for prefix in ("health_score_", "logreg_", "oracle_"):
+        for prefix in ("health_score_", "logreg_", "pit_oracle_", "oracle_"):
             row[prefix.rstrip("_")] = _metric(metrics, prefix + key, label, "metrics", kind)
         rows.append(row)
     backtest_rows = [
@@ -276,5 +276,6 @@ def trust_metrics(metrics: Mapping[str, float], backtest: Mapping[str, float | N
         "backtest": replay,
         "segments": per_segment,
         "has_oracle": "oracle_roc_auc" in metrics,
+        "has_pit_oracle": "pit_oracle_roc_auc" in metrics,
         "has_logreg": "logreg_roc_auc" in metrics,
     }

@@ -182,8 +182,18 @@ def trust_summary(metrics: Mapping[str, float]) -> str:
         health = known.get("the rule-based health score")
         if health is not None and name != "the rule-based health score":
             text += f"; the rule-based health score reaches {health:.3f}"
-    oracle = metrics.get("oracle_roc_auc")
-    if oracle is not None:
+    pit, oracle = metrics.get("pit_oracle_roc_auc"), metrics.get("oracle_roc_auc")
+    if pit is not None:
+        text += (
+            f"; on this demo data the best a model could reach from what each snapshot knows "
+            f"(the simulator's point-in-time probabilities) is {float(pit):.3f}"
+        )
+        if oracle is not None:
+            text += (
+                f", and {float(oracle):.3f} knowing each account's state just before its "
+                "renewal, which no snapshot can"
+            )
+    elif oracle is not None:
         text += (
             f"; the best any model could reach on this demo data, with the simulator's true "
             f"probabilities, is {float(oracle):.3f}"

@@ -10,7 +10,7 @@ Four attributes, each recorded when it changes, as a CRM or billing system recor
 - ``plan_tier``: basic, pro or premium; reviewed every few months, upgraded by healthy accounts
   and downgraded by unhealthy ones.
 
-`AttributeDecisions` is a `DecisionModel`: it plants churn on usage, onboarding and the values
+`attribute_decisions` is a `DecisionModel`: it plants churn on usage, onboarding and the values
 these attributes held a month before the decision (the ones a snapshot before the renewal
 sees), so a company whose only other signal is its event log has something more to learn from.
 """
@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline.stages.simulate.columns import str_column, ts_column
 from pipeline.stages.simulate.config import SimulationConfig
-from pipeline.stages.simulate.contracts import base_churn_logit, decision_drivers
+from pipeline.stages.simulate.contracts import WindowDecisions, base_churn_logit
 from pipeline.stages.simulate.streams import random_stream
 from pipeline.stages.simulate.world import (
     DAY_US,
@@ -221,9 +221,10 @@ def attribute_frame(
 
 
 @dataclass(frozen=True)
-class AttributeDecisions:
-    """A `DecisionModel` on usage, onboarding and the account's attributes (the `minimal`
-    company's): the dimensions its tables show, and nothing they do not."""
+class AttributeLogit:
+    """Churn log-odds on usage, onboarding and the account's attributes (the `minimal`
+    company's): the dimensions its tables show, and nothing they do not. A `DriverLogit`:
+    `attribute_decisions` makes it the company's decision model."""
 
     history: AttributeHistory
 
@@ -247,16 +248,17 @@ class AttributeDecisions:
         self,
         world: World,
         acct: np.ndarray,
-        decision_day: np.ndarray,
+        drivers: np.ndarray,
         tenure: np.ndarray,
         term: np.ndarray,
         first_term: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        drivers = decision_drivers(world, acct, decision_day)
+        decision_day: np.ndarray,
+    ) -> np.ndarray:
+        assert drivers.shape[1] == N_DIMS + 1
         early = np.exp(-tenure / _EARLY_SCALE_DAYS)
         seen = drivers[:, [USAGE, ONBOARDING]]
         deep = np.maximum(0.0, _SEVERITY_KNEE - seen).sum(axis=1)
-        logit = (
+        return (
             base_churn_logit(world.segment[acct], term)
             + _CALIBRATION[world.segment[acct]]
             - _USAGE_WEIGHT * drivers[:, USAGE]
@@ -265,5 +267,8 @@ class AttributeDecisions:
             + _EARLY_BONUS * early
             + self.attribute_logit(world, acct, decision_day)
         )
-        assert drivers.shape[1] == N_DIMS + 1
-        return logit, drivers
+
+
+def attribute_decisions(history: AttributeHistory) -> WindowDecisions:
+    """The minimal company's decision model: `AttributeLogit` of the 90-day drivers."""
+    return WindowDecisions(AttributeLogit(history))

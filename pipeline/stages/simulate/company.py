@@ -24,7 +24,7 @@ from pipeline.stages.simulate.streams import random_stream
 from pipeline.stages.simulate.usage import iter_usage_event_chunks
 
 #: The ground-truth tables every company has (see `tables.TRUTH_TABLE_SCHEMAS`).
-TRUTH_TABLES = ("renewal_decisions", "accounts")
+TRUTH_TABLES = ("renewal_decisions", "accounts", "pit_oracle")
 
 
 @dataclass(frozen=True)

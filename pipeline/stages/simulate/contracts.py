@@ -87,11 +87,15 @@ def base_churn_logit(segment: np.ndarray, term_months: np.ndarray) -> np.ndarray
     return logit(per_term) + _CHURN_CALIBRATION[segment]
 
 
+#: Days before a decision at which its drivers sample the latent dimensions: the 90 days before.
+WINDOW_BACK_DAYS = (15, 45, 75)
+
+
 def decision_drivers(
     world: World,
     acct: np.ndarray,
     decision_day: np.ndarray,
-    back_days: tuple[int, ...] = (15, 45, 75),
+    back_days: tuple[int, ...] = WINDOW_BACK_DAYS,
 ) -> np.ndarray:
     """Latent dimensions averaged over the window before the decision (rows x 6), and health.
 
@@ -149,19 +153,55 @@ DecisionModel = Callable[
     [World, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray],
 ]
+#: Churn log-odds from a decision's drivers: (world, accounts, drivers, tenure days, term months,
+#: first renewal, decision days) -> log-odds. It reads only the world's fixed account traits
+#: (segment, creation); the latent state comes in through the drivers.
+DriverLogit = Callable[
+    [World, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray
+]
 
 
-def demo_decisions(
+@dataclass(frozen=True)
+class WindowDecisions:
+    """A `DecisionModel` that reads the latent world only through `decision_drivers` at
+    ``back_days`` and turns those drivers into churn log-odds with ``logit``.
+
+    Every company's decisions have this shape. Keeping the two parts apart lets the
+    point-in-time oracle (`oracle`) redraw the latent state of the window as a snapshot before
+    the decision sees it, and apply the very same log-odds.
+    """
+
+    logit: DriverLogit
+    back_days: tuple[int, ...] = WINDOW_BACK_DAYS
+
+    def __call__(
+        self,
+        world: World,
+        acct: np.ndarray,
+        decision_day: np.ndarray,
+        tenure: np.ndarray,
+        term: np.ndarray,
+        first_term: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        drivers = decision_drivers(world, acct, decision_day, self.back_days)
+        log_odds = self.logit(world, acct, drivers, tenure, term, first_term, decision_day)
+        return log_odds, drivers
+
+
+def _demo_logit(
     world: World,
     acct: np.ndarray,
-    decision_day: np.ndarray,
+    drivers: np.ndarray,
     tenure: np.ndarray,
     term: np.ndarray,
     first_term: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The demo's decision model: `churn_logit` of the 90-day drivers."""
-    drivers = decision_drivers(world, acct, decision_day)
-    return churn_logit(world, acct, drivers, tenure, term, first_term), drivers
+    decision_day: np.ndarray,
+) -> np.ndarray:
+    return churn_logit(world, acct, drivers, tenure, term, first_term)
+
+
+#: The demo's decision model: `churn_logit` of the 90-day drivers.
+demo_decisions = WindowDecisions(_demo_logit)
 
 
 @dataclass(frozen=True)

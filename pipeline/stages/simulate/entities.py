@@ -18,11 +18,12 @@ import pyarrow as pa
 from pipeline.stages.simulate.columns import date_column, sequential_ids, str_column, ts_column
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.contracts import (
-    DecisionModel,
+    WindowDecisions,
     account_end_us,
     demo_decisions,
     simulate_contracts,
 )
+from pipeline.stages.simulate.oracle import DecisionSchedule, pit_oracle
 from pipeline.stages.simulate.people import (
     csm_assignment,
     simulate_trainings,
@@ -64,12 +65,16 @@ logger = logging.getLogger(__name__)
 
 
 def simulate_entities(
-    config: SimulationConfig, *, world: World | None = None, decide: DecisionModel = demo_decisions
+    config: SimulationConfig,
+    *,
+    world: World | None = None,
+    decide: WindowDecisions = demo_decisions,
 ) -> dict[str, pd.DataFrame]:
     """Simulate every raw table except ``usage_events``, plus the ground truth.
 
     Returns the raw tables under the contract's table names and the ground truth under
-    ``truth_renewal_decisions`` and ``truth_accounts``. Pure: the same config gives identical
+    ``truth_renewal_decisions``, ``truth_accounts`` and ``truth_pit_oracle`` (on the monthly
+    snapshot grid the contract-billed profiles train on). Pure: the same config gives identical
     frames. Usage events come separately from ``iter_usage_event_chunks`` because they do not
     fit in memory at scale. ``world`` (built from the config when not given) and ``decide``
     (the demo's decision model by default) let a profile plant churn on other drivers.
@@ -190,6 +195,8 @@ def simulate_entities(
     truth_accounts = account_truth(
         config, world, account_ids, churn_day=contracts.churn_day, account_end=account_end
     )
+    schedule = DecisionSchedule.of_contracts(world, contracts)
+    pit = pit_oracle(config, world, decide, schedule, account_ids)
     logger.debug(
         "simulated %d accounts, %d contracts, %d users", n, len(contract_frame), len(user_frame)
     )
@@ -204,6 +211,7 @@ def simulate_entities(
         "csm_touchpoints": touch_frame,
         "truth_renewal_decisions": decisions,
         "truth_accounts": truth_accounts,
+        "truth_pit_oracle": pit,
     }
 
 

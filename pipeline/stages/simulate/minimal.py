@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.stages.simulate.attributes import (
-    AttributeDecisions,
+    attribute_decisions,
     attribute_frame,
     simulate_attributes,
 )
@@ -27,7 +27,7 @@ def minimal_company(config: SimulationConfig) -> Company:
     other frames are simulated for the usage generator and left out of the export)."""
     world = build_world(config)
     history = simulate_attributes(config, world)
-    entities = simulate_entities(config, world=world, decide=AttributeDecisions(history))
+    entities = simulate_entities(config, world=world, decide=attribute_decisions(history))
     truth = entities["truth_accounts"]
     churned_at = truth["churned_at"].dt.tz_convert(None).to_numpy("datetime64[us]")
     start = np.datetime64(config.start_date, "us")

@@ -28,10 +28,16 @@ from pipeline.stages.simulate.company import Company
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.entities import account_names, account_truth, decision_truth
 from pipeline.stages.simulate.event_log import iter_event_log_chunks
+from pipeline.stages.simulate.oracle import DecisionSchedule, pit_oracle
 from pipeline.stages.simulate.people import csm_directory
 from pipeline.stages.simulate.service import account_periods
 from pipeline.stages.simulate.streams import random_stream
-from pipeline.stages.simulate.subscriptions import PLANS, Subscriptions, simulate_subscriptions
+from pipeline.stages.simulate.subscriptions import (
+    MONTHLY_DECISIONS,
+    PLANS,
+    Subscriptions,
+    simulate_subscriptions,
+)
 from pipeline.stages.simulate.vocabulary import REGIONS, TICKET_PRIORITIES
 from pipeline.stages.simulate.world import (
     DAY_US,
@@ -59,6 +65,11 @@ _PORTFOLIO = np.array([0, 60, 20])
 _DEPARTED_CSM_SHARE = 0.08
 _TICKET_CSAT_RESPONSE = 0.35
 _PULSE_RESPONSE = 0.2
+
+
+#: The snapshot grid of the point-in-time oracle: the profile's own (`profiles.PLG_MONTHLY`
+#: trains on weekly snapshots, which see each monthly decision from four or five weeks out).
+PIT_CADENCE = "weekly"
 
 
 def plg_company(config: SimulationConfig) -> Company:
@@ -114,6 +125,14 @@ def plg_company(config: SimulationConfig) -> Company:
         "renewal_decisions": _decisions(config, world, subs, contracts["contract_id"], account_ids),
         "accounts": account_truth(
             config, world, account_ids, churn_day=subs.end_day, account_end=end_us
+        ),
+        "pit_oracle": pit_oracle(
+            config,
+            world,
+            MONTHLY_DECISIONS,
+            DecisionSchedule.of_subscriptions(config, world, subs),
+            account_ids,
+            cadence=PIT_CADENCE,
         ),
     }
     return Company(

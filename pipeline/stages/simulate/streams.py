@@ -30,6 +30,8 @@ _STREAMS: dict[str, int] = {
     "plg_tickets": 16,
     "csat": 17,
     "plg_csms": 18,
+    # the point-in-time oracle's paths (extra 0: health, 1: troubles), a truth table only
+    "pit_oracle": 19,
 }
 
 

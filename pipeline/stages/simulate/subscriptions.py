@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.stages.simulate.config import SimulationConfig
-from pipeline.stages.simulate.contracts import add_months, decision_drivers
+from pipeline.stages.simulate.contracts import WindowDecisions, add_months
 from pipeline.stages.simulate.streams import random_stream
 from pipeline.stages.simulate.world import (
     DAY_US,
@@ -114,6 +114,22 @@ def monthly_churn_logit(
     )
 
 
+def _monthly_logit(
+    world: World,
+    acct: np.ndarray,
+    drivers: np.ndarray,
+    tenure: np.ndarray,
+    term: np.ndarray,
+    first_term: np.ndarray,
+    decision_day: np.ndarray,
+) -> np.ndarray:
+    return monthly_churn_logit(world, acct, drivers, tenure)
+
+
+#: The monthly decision model: `monthly_churn_logit` of the month before the billing date.
+MONTHLY_DECISIONS = WindowDecisions(_monthly_logit, back_days=_WINDOW_BACK_DAYS)
+
+
 def simulate_subscriptions(config: SimulationConfig, world: World) -> Subscriptions:
     """Sign every account up at its creation, then decide each billing date before as_of until
     it cancels."""
@@ -141,8 +157,9 @@ def simulate_subscriptions(config: SimulationConfig, world: World) -> Subscripti
         if not alive.size:
             break
         tenure = billing - world.created_day[alive]
-        drivers = decision_drivers(world, alive, billing, _WINDOW_BACK_DAYS)
-        z = monthly_churn_logit(world, alive, drivers, tenure) + config.churn_logit_shift
+        months, first = np.ones(alive.size, dtype=np.int64), np.full(alive.size, term == 1)
+        z, drivers = MONTHLY_DECISIONS(world, alive, billing, tenure, months, first)
+        z = z + config.churn_logit_shift
         probability = sigmoid(z)
         churned = rng.random(alive.size) < probability
         previous = add_months(config.start_date, start[alive], np.full(alive.size, term - 1))

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import ConfigError
-from pipeline.core.layout import TRUTH_DECISIONS
+from pipeline.core.layout import TRUTH_DECISIONS, TRUTH_PIT_ORACLE
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.exports import export_frame, export_schema
 from pipeline.stages.simulate.profiles import DEMO, company_profile
@@ -69,11 +69,22 @@ TRUTH_TABLE_SCHEMAS: dict[str, pa.Schema] = {
             ("churned_at", _TIMESTAMP),
         ]
     ),
+    # `oracle.pit_oracle`: the true churn probability of each renewal as each snapshot of its
+    # term could know it (the fair ceiling for a model; the decisions' own is not).
+    "pit_oracle": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("snapshot_date", pa.date32()),
+            ("renewal_date", pa.date32()),
+            ("pit_churn_probability", pa.float64()),
+        ]
+    ),
 }
 #: File of each ground-truth table in the truth directory (the layout names the decisions).
 _TRUTH_FILES: dict[str, str] = {
     "renewal_decisions": TRUTH_DECISIONS,
     "accounts": "accounts.parquet",
+    "pit_oracle": TRUTH_PIT_ORACLE,
 }
 
 

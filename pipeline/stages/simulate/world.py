@@ -49,8 +49,12 @@ _TROUBLE_DIM = {
     5: SENTIMENT,
     6: RELATIONSHIP,
 }
-#: Troubles present from the start (structural); the others appear later in the life.
-_TROUBLES_FROM_START = (1, 2, 4)
+#: Troubles present from the start (structural); the others appear later in the life, this many
+#: days after creation (uniform on [low, high)).
+TROUBLES_FROM_START = (1, 2, 4)
+TROUBLE_ONSET_DELAY_DAYS = (30, 450)
+#: The onset day of a trouble that never starts.
+NO_ONSET_DAY = np.iinfo(np.int64).max // 4
 #: Shift of the dimension a trouble hits, and of every other time-varying dimension (spillover:
 #: bad support or a lost sponsor also lowers usage and sentiment, so every trouble shows in the
 #: richest signal, usage, as well as in its own).
@@ -66,8 +70,8 @@ _IDIO_LOADING = 0.15
 _HEALTH_MEAN_SD = 0.8
 #: Monthly persistence and step of the health random walk: slow, so that a snapshot months
 #: before a renewal already says much about the state the decision will be taken in.
-_HEALTH_AR = 0.95
-_HEALTH_STEP_SD = 0.15
+HEALTH_AR = 0.95
+HEALTH_STEP_SD = 0.15
 #: Share of accounts per region (north_america, emea, apac, latam).
 _REGION_SHARES = (0.5, 0.3, 0.12, 0.08)
 
@@ -162,21 +166,21 @@ def build_world(config: SimulationConfig) -> World:
     industry = rng.integers(0, len(INDUSTRIES), n).astype(np.int8)
 
     health_mean = rng.normal(0.0, _HEALTH_MEAN_SD, n)
-    steps = rng.normal(0.0, _HEALTH_STEP_SD, (n, n_periods)).astype(np.float32)
+    steps = rng.normal(0.0, HEALTH_STEP_SD, (n, n_periods)).astype(np.float32)
     health = np.empty((n, n_periods), dtype=np.float32)
-    stationary_sd = _HEALTH_STEP_SD / np.sqrt(1.0 - _HEALTH_AR**2)
+    stationary_sd = HEALTH_STEP_SD / np.sqrt(1.0 - HEALTH_AR**2)
     deviation = rng.normal(0.0, stationary_sd, n)
     for p in range(n_periods):  # one vectorised step per period
-        deviation = _HEALTH_AR * deviation + steps[:, p]
+        deviation = HEALTH_AR * deviation + steps[:, p]
         health[:, p] = health_mean + deviation
     idio = rng.normal(0.0, 1.0, (n, N_DIMS)).astype(np.float32)
 
     has_trouble = rng.random(n) < config.trouble_share
     trouble = np.where(has_trouble, rng.integers(1, len(TROUBLES), n), 0).astype(np.int8)
-    from_start = np.isin(trouble, _TROUBLES_FROM_START)
-    onset_delay = rng.integers(30, 450, n)
+    from_start = np.isin(trouble, TROUBLES_FROM_START)
+    onset_delay = rng.integers(*TROUBLE_ONSET_DELAY_DAYS, n)
     onset = np.where(from_start, created_day, created_day + onset_delay)
-    onset = np.where(trouble > 0, onset, np.iinfo(np.int64).max // 4)
+    onset = np.where(trouble > 0, onset, NO_ONSET_DAY)
 
     onboarding = _HEALTH_LOADING * health_mean + _IDIO_LOADING * idio[:, ONBOARDING]
     onboarding = onboarding - _TROUBLE_SHIFT * (trouble == TROUBLES.index("poor_onboarding"))
