@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import ExplainError, TrainingError
+from pipeline.core.numerics import log1p, row_dot
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -150,7 +152,7 @@ def _column_values(X: pd.DataFrame, column: LinearColumn) -> np.ndarray:
         return np.isnan(numbers).astype(float)
     clipped = np.clip(numbers, column.low, column.high)
     if column.log:
-        clipped = np.log1p(clipped)
+        clipped = log1p(clipped)
     return np.where(np.isnan(clipped), column.fill, clipped)
 
 
@@ -174,7 +176,7 @@ class LinearLearner:
 
     def raw(self, X: pd.DataFrame, *, num_threads: int = 0) -> np.ndarray:
         coef = np.array([c.coef for c in self.columns])
-        return self.intercept + self.standardised(X) @ coef
+        return self.intercept + row_dot(self.standardised(X), coef)
 
     def contributions(self, X: pd.DataFrame, *, num_threads: int = 0) -> tuple[pd.DataFrame, float]:
         """coefficient x standardised value, summed over each feature's columns; the base is
@@ -236,7 +238,7 @@ def _prepare_columns(X: pd.DataFrame, categorical: set[str]) -> list[LinearColum
             skew = float(pd.Series(known).skew()) if known.size > 2 else 0.0
             log = bool(low >= 0 and np.isfinite(skew) and skew > SKEW_FOR_LOG)
             clipped = np.clip(known, low, high)
-            fill = float(np.median(np.log1p(clipped) if log else clipped))
+            fill = float(np.median(log1p(clipped) if log else clipped))
             columns.append(LinearColumn(name, "value", None, log, low, high, fill, 0.0, 1.0, 0.0))
         if known.size < numbers.size:
             columns.append(LinearColumn(name, "missing", None, False, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0))
@@ -259,34 +261,70 @@ def prepare_linear(X: pd.DataFrame, *, categorical: list[str]) -> LinearLearner:
     return LinearLearner(tuple(X.columns), tuple(columns), 0.0, 0.0)
 
 
-def solve_linear(
-    draft: LinearLearner, Z: np.ndarray, y: np.ndarray | pd.Series, *, C: float, seed: int
-) -> LinearLearner:
-    """L2-regularised logistic regression on the standardised inputs `Z` of `draft`.
-
-    Newton-Cholesky: exact to a tight tolerance in a few Newton steps for the ~100 columns a
-    feature table has (lbfgs needed hundreds of iterations and seconds per fit here)."""
+def _fit_logistic(Z: np.ndarray, y: np.ndarray, *, C: float, seed: int) -> tuple[np.ndarray, float]:
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(
         C=C, solver="newton-cholesky", max_iter=100, tol=1e-8, random_state=seed
     )
-    model.fit(Z, np.asarray(y).astype(int))
-    coefs = [_rounded(float(c)) for c in model.coef_[0]]
+    model.fit(Z, y)
+    return model.coef_[0], float(model.intercept_[0])
+
+
+def solve_linear(
+    draft: LinearLearner,
+    Z: np.ndarray,
+    y: np.ndarray | pd.Series,
+    *,
+    C: float,
+    seed: int,
+    monotone: Mapping[str, int] | None = None,
+) -> LinearLearner:
+    """L2-regularised logistic regression on the standardised inputs `Z` of `draft`.
+
+    Newton-Cholesky: exact to a tight tolerance in a few Newton steps for the ~100 columns a
+    feature table has (lbfgs needed hundreds of iterations and seconds per fit here).
+
+    ``monotone`` (feature -> +1: more never lowers the risk, -1: more never raises it) holds
+    the registry's business facts, as the trees' monotone constraints do: a value column whose
+    coefficient comes out against its feature's direction (correlated signals share the
+    weight and one can flip) is held at 0 and the rest refitted, until every sign agrees. The
+    transform of a value is increasing, so the coefficient's sign is the feature's direction.
+    """
+    y = np.asarray(y).astype(int)
+    wanted = np.array(
+        [(monotone or {}).get(c.feature, 0) if c.kind == "value" else 0 for c in draft.columns]
+    )
+    free = np.ones(len(draft.columns), dtype=bool)
+    while True:
+        coef_free, intercept = _fit_logistic(Z[:, free], y, C=C, seed=seed)
+        coef = np.zeros(len(draft.columns))
+        coef[free] = coef_free
+        wrong = free & (coef * wanted < 0)
+        if not wrong.any():
+            break
+        free &= ~wrong  # hold them at 0; each pass removes at least one column
+    coefs = [_rounded(float(c)) for c in coef]
     return replace(
         draft,
         columns=tuple(replace(c, coef=w) for c, w in zip(draft.columns, coefs, strict=True)),
-        intercept=_rounded(float(model.intercept_[0])),
+        intercept=_rounded(intercept),
         C=float(C),
     )
 
 
 def fit_linear(
-    X: pd.DataFrame, y: pd.Series, *, categorical: list[str], C: float, seed: int
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    categorical: list[str],
+    C: float,
+    seed: int,
+    monotone: Mapping[str, int] | None = None,
 ) -> LinearLearner:
     """The logistic candidate fitted on training rows: transform, then solve."""
     draft = prepare_linear(X, categorical=categorical)
-    return solve_linear(draft, draft.standardised(X), y, C=C, seed=seed)
+    return solve_linear(draft, draft.standardised(X), y, C=C, seed=seed, monotone=monotone)
 
 
 # --- blend ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.labels import LABEL, LabelRule
+from pipeline.core.numerics import row_dot
 from pipeline.modeling.champion import METRICS, bootstrap_over_accounts
 from pipeline.modeling.learners import LinearLearner, prepare_linear, solve_linear
 from pipeline.modeling.split import Split
@@ -200,6 +201,15 @@ def choose(scored: list[Scored], metric: str) -> Scored:
 # --- searches ----------------------------------------------------------------------------------
 
 
+def _suggest(trial, name: str, low: float, high: float, *, log: bool = False) -> float:
+    """A float hyperparameter from the sampler, to six significant digits: TPE computes its
+    proposals with NumPy's exp and log, whose last bits depend on the CPU, and a last bit of a
+    regularisation weight would change the trees' bytes (`pipeline.core.numerics`). Decimal
+    rounding by Python's correctly rounded formatting keeps the params.yaml values as written."""
+    value = float(f"{trial.suggest_float(name, low, high, log=log):.6g}")
+    return min(max(value, low), high)
+
+
 def _study(seed: int):
     import optuna
 
@@ -271,12 +281,12 @@ def search_lightgbm(
         params = {
             **fixed,
             "num_leaves": trial.suggest_int("num_leaves", low, high),
-            "churned_per_leaf": trial.suggest_float(
-                "churned_per_leaf", *TREE_SPACE["churned_per_leaf"], log=True
+            "churned_per_leaf": _suggest(
+                trial, "churned_per_leaf", *TREE_SPACE["churned_per_leaf"], log=True
             ),
-            "lambda_l2": trial.suggest_float("lambda_l2", *TREE_SPACE["lambda_l2"], log=True),
-            "feature_fraction": trial.suggest_float(
-                "feature_fraction", *TREE_SPACE["feature_fraction"]
+            "lambda_l2": _suggest(trial, "lambda_l2", *TREE_SPACE["lambda_l2"], log=True),
+            "feature_fraction": _suggest(
+                trial, "feature_fraction", *TREE_SPACE["feature_fraction"]
             ),
         }
         raws = []
@@ -311,9 +321,11 @@ def search_logistic(
     metric: str,
     trials: int,
     seed: int,
+    monotone: Mapping[str, int] | None = None,
 ) -> Candidate:
     """Search the logistic candidate's regularisation C. The transform is fitted once per
-    fold (it does not depend on C), on that fold's training rows only."""
+    fold (it does not depend on C), on that fold's training rows only; ``monotone`` as for
+    `solve_linear`."""
     sign = _signed(metric)
     prepared: list[tuple[LinearLearner, np.ndarray, np.ndarray]] = []
     for fold in folds:
@@ -326,11 +338,12 @@ def search_logistic(
     outputs: dict[int, tuple[float, tuple[np.ndarray, ...]]] = {}
 
     def objective(trial) -> float:
-        C = trial.suggest_float("C", *C_RANGE, log=True)
+        C = _suggest(trial, "C", *C_RANGE, log=True)
         raws = []
         for fold, (draft, z_train, z_valid) in zip(folds, prepared, strict=True):
-            learner = solve_linear(draft, z_train, y[fold.train], C=C, seed=seed)
-            raws.append(learner.intercept + z_valid @ np.array([c.coef for c in learner.columns]))
+            learner = solve_linear(draft, z_train, y[fold.train], C=C, seed=seed, monotone=monotone)
+            coef = np.array([c.coef for c in learner.columns])
+            raws.append(learner.intercept + row_dot(z_valid, coef))
         outputs[trial.number] = (C, tuple(raws))
         return sign * float(
             np.mean([metric_value(y[f.valid], r, metric) for f, r in zip(folds, raws, strict=True)])

@@ -264,6 +264,8 @@ def train_model(
     schema = feature_schema(parts["train"], features)
     constraints = monotone_constraints(features, enabled=monotone)
     schema["monotone_constraints"] = constraints
+    # the same business facts for the logistic candidate: feature -> direction of its risk
+    directions = {c["name"]: d for c, d in zip(schema["features"], constraints, strict=True) if d}
     categorical = [c["name"] for c in schema["features"] if c["dtype"] == "category"]
 
     datasets: dict[object, tuple[lgb.Dataset, lgb.Dataset]] = {}
@@ -316,6 +318,7 @@ def train_model(
             metric=selection.metric,
             trials=selection.trials,
             seed=seed,
+            monotone=directions,
         )
     if "blend" in selection.candidates:
         candidates["blend"] = blend_candidate(
@@ -353,7 +356,12 @@ def train_model(
             return fit_trees("final", train, valid, lightgbm_params(params, len(y_train), churned))
         if name == "logistic":
             return fit_linear(
-                X_train, pd.Series(y_train), categorical=categorical, C=params["C"], seed=seed
+                X_train,
+                pd.Series(y_train),
+                categorical=categorical,
+                C=params["C"],
+                seed=seed,
+                monotone=directions,
             )
         return BlendLearner(
             final("lightgbm", params["lightgbm"]),

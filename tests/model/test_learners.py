@@ -294,3 +294,31 @@ def test_training_info_records_every_candidate_with_its_interval(medium_demo):
     assert [f["valid_start"] for f in folds] == sorted(f["valid_start"] for f in folds)
     assert folds[-1]["valid_start"] == info["split"]["valid_start"]
     assert folds[-1]["train_rows"] == info["rows"]["train"]
+
+
+def test_logistic_coefficients_follow_the_registrys_directions():
+    """Two near-copies of one signal share its weight and one can come out negative: a feature
+    whose direction is a business fact (more breaches never lower risk) is held at 0 instead,
+    and its risk can then never fall as it grows."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    signal = rng.normal(size=n)
+    X = pd.DataFrame(
+        {
+            "breaches": signal + rng.normal(0, 0.05, n),
+            "breaches_copy": signal + rng.normal(0, 0.05, n),
+            "noise": rng.normal(size=n),
+        }
+    )
+    y = pd.Series((rng.random(n) < 1 / (1 + np.exp(-(1.5 * signal - 2)))).astype(int))
+    free = fit_linear(X, y, categorical=[], C=100.0, seed=0)
+    coef = {c.feature: c.coef for c in free.columns if c.kind == "value"}
+    negative = min(coef, key=coef.get)
+    assert coef[negative] < 0, coef  # unconstrained, the shared signal splits with a flip
+    held = fit_linear(
+        X, y, categorical=[], C=100.0, seed=0, monotone={"breaches": 1, "breaches_copy": 1}
+    )
+    coef = {c.feature: c.coef for c in held.columns if c.kind == "value"}
+    assert coef["breaches"] >= 0 and coef["breaches_copy"] >= 0, coef
+    more = X.assign(**{negative: X[negative] + 1.0})
+    assert np.all(held.raw(more) >= held.raw(X) - 1e-12)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.core.numerics import exp, log
 from pipeline.stages.simulate.columns import str_column, ts_column
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.contracts import WindowDecisions, base_churn_logit
@@ -119,19 +120,17 @@ def simulate_attributes(config: SimulationConfig, world: World) -> AttributeHist
         parts.append((acct, ATTRIBUTES.index(attribute), us.astype(np.int64), number, code))
 
     # employees: refreshed every 150-210 days, growing or shrinking with long-run health
-    base = _EMPLOYEES_MEDIAN[seg] * np.exp(rng.normal(0.0, 0.6, n))
+    base = _EMPLOYEES_MEDIAN[seg] * exp(rng.normal(0.0, 0.6, n))
     growth = rng.normal(0.06 + 0.15 * world.health_mean, 0.1)
     n_refresh = n_days // 150 + 1
     gaps = rng.uniform(150, 210, (n, n_refresh))
     day = created[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(gaps, axis=1)], axis=1)
     day = day[:, :n_refresh].astype(np.int64)
-    noise = np.exp(rng.normal(0.0, 0.03, day.shape))
+    noise = exp(rng.normal(0.0, 0.03, day.shape))
     unknown_first = rng.random(n) < _UNKNOWN_EMPLOYEES_SHARE
     acct, k = np.nonzero(day < n_days)
     years = (day[acct, k] - created[acct]) / 365.0
-    employees = np.maximum(
-        1.0, np.round(base[acct] * np.exp(growth[acct] * years) * noise[acct, k])
-    )
+    employees = np.maximum(1.0, np.round(base[acct] * exp(growth[acct] * years) * noise[acct, k]))
     employees = np.where((k == 0) & unknown_first[acct], np.nan, employees)
     us = np.where(k == 0, world.created_us[acct], day[acct, k] * DAY_US + 2 * HOUR_US)
     add(acct, "employees", us, number=employees)
@@ -233,7 +232,7 @@ class AttributeLogit:
         known = np.maximum(day - _KNOWN_BEFORE_DAYS, world.created_day[acct] + 1)
         employees = self.history.value_at("employees", acct, known)
         median = _EMPLOYEES_MEDIAN[world.segment[acct]]
-        size = np.where(np.isnan(employees), 0.0, np.log(np.maximum(employees, 1.0) / median))
+        size = np.where(np.isnan(employees), 0.0, log(np.maximum(employees, 1.0) / median))
         channel = self.history.value_at("channel", acct, known).astype(np.int64)
         discount = np.nan_to_num(self.history.value_at("discount_pct", acct, known))
         tier = self.history.value_at("plan_tier", acct, known).astype(np.int64)
@@ -255,7 +254,7 @@ class AttributeLogit:
         decision_day: np.ndarray,
     ) -> np.ndarray:
         assert drivers.shape[1] == N_DIMS + 1
-        early = np.exp(-tenure / _EARLY_SCALE_DAYS)
+        early = exp(-tenure / _EARLY_SCALE_DAYS)
         seen = drivers[:, [USAGE, ONBOARDING]]
         deep = np.maximum(0.0, _SEVERITY_KNEE - seen).sum(axis=1)
         return (

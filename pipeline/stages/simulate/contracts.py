@@ -22,6 +22,7 @@ from datetime import date
 
 import numpy as np
 
+from pipeline.core.numerics import exp, log, power
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.segments import PROFILES
 from pipeline.stages.simulate.streams import random_stream
@@ -83,7 +84,7 @@ def add_months(start: date, day: np.ndarray, months: np.ndarray) -> np.ndarray:
 def base_churn_logit(segment: np.ndarray, term_months: np.ndarray) -> np.ndarray:
     """Log-odds of an average account churning at the end of a term of this length."""
     annual = np.array([p.annual_churn for p in PROFILES])[segment]
-    per_term = 1.0 - (1.0 - annual) ** (term_months / 12.0)
+    per_term = 1.0 - power(1.0 - annual, term_months / 12.0)
     return logit(per_term) + _CHURN_CALIBRATION[segment]
 
 
@@ -127,7 +128,7 @@ def churn_logit(
     The first renewal of a contract is where onboarding decides (DOMAIN.md: most churn is
     decided in the first months), even for an annual term whose first renewal is a year out.
     """
-    early = np.exp(-tenure / _EARLY_SCALE_DAYS)
+    early = exp(-tenure / _EARLY_SCALE_DAYS)
     onboarding_weight = (
         _ONBOARDING_WEIGHT_LATE
         + _ONBOARDING_WEIGHT_EARLY * early
@@ -240,9 +241,9 @@ def simulate_contracts(
     for s, prof in enumerate(PROFILES):
         idx = np.flatnonzero(seg == s)
         term[idx] = rng.choice(prof.term_months, size=idx.size, p=prof.term_probs)
-        raw = np.exp(rng.normal(np.log(prof.seats_median), prof.seats_sigma, idx.size))
+        raw = exp(rng.normal(log(prof.seats_median), prof.seats_sigma, idx.size))
         seats[idx] = np.clip(np.round(raw), 1 if s == 0 else 5, prof.seats_max)
-        price[idx] = prof.price_per_seat * np.exp(rng.normal(0.0, prof.price_sigma, idx.size))
+        price[idx] = prof.price_per_seat * exp(rng.normal(0.0, prof.price_sigma, idx.size))
         plan[idx] = rng.choice(prof.plans, size=idx.size, p=prof.plan_probs)
 
     max_delay = max(0, min(14, int(config.renewal_grace_days) - 1))
@@ -294,7 +295,7 @@ def simulate_contracts(
         start = np.where(end + delay < n_days, end + delay, end)
         # Expansion or contraction at renewal, tilted by health; monthly terms rarely change.
         changes = (term > 1) | (rng.random(acct.size) < 0.12)
-        factor = np.exp(rng.normal(0.03 + 0.10 * health_now, 0.12))
+        factor = exp(rng.normal(0.03 + 0.10 * health_now, 0.12))
         new_seats = np.maximum(1, np.round(seats * factor)).astype(np.int64)
         seats = np.where(changes, new_seats, seats)
         price = np.where(term > 1, price * 1.03, price)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.core.numerics import exp, log
 from pipeline.stages.simulate.columns import str_column, ts_column
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.streams import random_stream
@@ -106,12 +107,12 @@ def _chunk(
 
     usage = world.dim(USAGE, acct, day)
     weekday = np.roll(_WEEKDAY_FACTOR, -config.start_date.weekday())[day % 7]
-    p_active = sigmoid(-0.6 + 1.4 * usage + 0.35 * np.log(seats[acct])) * weekday
+    p_active = sigmoid(-0.6 + 1.4 * usage + 0.35 * log(seats[acct])) * weekday
     active = rng.random(acct.size) < np.minimum(p_active, 0.98)
     acct, day, usage = acct[active], day[active], usage[active]
 
     tenure = day - world.created_day[acct]
-    depth = (1.0 - np.exp(-np.maximum(tenure, 0) / 120.0)) * sigmoid(0.3 + 1.3 * usage)
+    depth = (1.0 - exp(-np.maximum(tenure, 0) / 120.0)) * sigmoid(0.3 + 1.3 * usage)
     support = world.dim(SUPPORT, acct, day)
     module_p = _MODULE_USE[None, :] * np.clip(
         1.0 + _MODULE_DEPTH[None, :] * (2.0 * depth[:, None] - 0.7), 0.1, None
@@ -123,17 +124,17 @@ def _chunk(
     type_p = _TYPE_GIVEN_MODULE[module] * np.clip(
         1.0 + _TYPE_DEPTH[None, :] * (2.0 * depth[ad, None] - 0.7), 0.1, None
     )
-    type_p[:, _ERROR] *= np.exp(-0.9 * support[ad])
+    type_p[:, _ERROR] *= exp(-0.9 * support[ad])
     rows = rng.random(type_p.shape) < np.minimum(type_p, 0.99)
     first_type = np.argmax(_TYPE_GIVEN_MODULE[module], axis=1)
     rows[np.arange(ad.size), first_type] |= ~rows.any(axis=1)  # a used module shows one type
     am, event_type = np.nonzero(rows)
     ad_row = ad[am]
 
-    activity = np.sqrt(seats[acct[ad_row]]) * np.exp(0.3 * usage[ad_row])
+    activity = np.sqrt(seats[acct[ad_row]]) * exp(0.3 * usage[ad_row])
     count = 1 + rng.poisson(_EXTRA_EVENTS[event_type] * np.minimum(activity, 30.0))
     minutes = rng.gamma(
-        1.5 * count, _MINUTES_PER_EVENT[event_type] * np.exp(0.25 * usage[ad_row]) / 1.5 + 1e-9
+        1.5 * count, _MINUTES_PER_EVENT[event_type] * exp(0.25 * usage[ad_row]) / 1.5 + 1e-9
     )
     value = np.where(event_type == _ERROR, np.nan, np.round(minutes, 1))
 

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.core.numerics import power
 from pipeline.stages.simulate.columns import date_column, str_column
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.contracts import Contracts, WindowDecisions, add_months
@@ -282,8 +283,8 @@ def _draw_health(
     for b in np.flatnonzero(window.future.any(axis=0)):
         future = window.future[:, b]
         gap = np.where(future, window.read_period[:, b] - period, 0)
-        keep = HEALTH_AR**gap
-        spread = HEALTH_STEP_SD * np.sqrt((1.0 - HEALTH_AR ** (2 * gap)) / (1.0 - HEALTH_AR**2))
+        keep = power(HEALTH_AR, gap)
+        spread = HEALTH_STEP_SD * np.sqrt((1.0 - power(HEALTH_AR, 2 * gap)) / (1.0 - HEALTH_AR**2))
         stepped = keep[:, None] * deviation + spread[:, None] * normal[:, :, b]
         deviation = np.where(future[:, None], stepped, deviation)
         period = np.where(future, window.read_period[:, b], period)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.core.numerics import exp, log1p
 from pipeline.stages.simulate.columns import sequential_ids, str_column
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.contracts import Contracts, account_end_us
@@ -51,7 +52,7 @@ def simulate_users(config: SimulationConfig, world: World, contracts: Contracts)
     n0 = n0.astype(np.int64)
     acc0 = np.repeat(np.arange(n), n0)
     rank = np.arange(acc0.size) - np.repeat(np.cumsum(n0) - n0, n0)
-    invite_mean_days = 10.0 * np.exp(-1.2 * onboarding)
+    invite_mean_days = 10.0 * exp(-1.2 * onboarding)
     delay_days = rng.exponential(1.0, acc0.size) * invite_mean_days[acc0]
     delay_us = np.where(
         rank == 0,
@@ -153,9 +154,9 @@ def user_activity_window(
     onboarding = world.dim(ONBOARDING, account, world.created_day[account])
     p_dormant = sigmoid(-2.0 - 1.8 * onboarding)
     dormant = traits.dormant_u[rows] < p_dormant
-    mean_delay = 3.0 * np.exp(-1.4 * onboarding)
+    mean_delay = 3.0 * exp(-1.4 * onboarding)
     # Weibull (shape 2) quantile: a delay that tracks onboarding more tightly than an exponential
-    delay = np.floor(np.sqrt(-np.log1p(-traits.activation_u[rows])) * mean_delay / 0.886).astype(
+    delay = np.floor(np.sqrt(-log1p(-traits.activation_u[rows])) * mean_delay / 0.886).astype(
         np.int64
     )
     first_day = created_us // DAY_US + 1 + delay

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.core.numerics import exp
 from pipeline.stages.simulate.columns import date_column, str_column, ts_column
 from pipeline.stages.simulate.company import Company
 from pipeline.stages.simulate.config import SimulationConfig
@@ -235,7 +236,7 @@ def _tickets(
     tenure = mid_day - world.created_day[acct]
     rate = (
         _TICKETS_PER_MONTH[world.segment[acct]]
-        * np.exp(-0.45 * support)
+        * exp(-0.45 * support)
         * np.where(tenure < 60, 1.6, 1.0)
     )
     count = rng.poisson(rate * span / (PERIOD_DAYS * DAY_US))
@@ -247,8 +248,8 @@ def _tickets(
     first_target = np.array([SLA_POLICY[p]["first_response_hours"] for p in TICKET_PRIORITIES])
     resolve_target = np.array([SLA_POLICY[p]["resolution_hours"] for p in TICKET_PRIORITIES])
     t_support = world.dim(SUPPORT, t_acct, opened // DAY_US)
-    response_ratio = np.exp(rng.normal(-1.3 - 0.6 * t_support, 0.45))
-    resolve_ratio = np.exp(rng.normal(-0.9 - 0.6 * t_support, 0.5))
+    response_ratio = exp(rng.normal(-1.3 - 0.6 * t_support, 0.45))
+    resolve_ratio = exp(rng.normal(-0.9 - 0.6 * t_support, 0.5))
     first_response = opened + (response_ratio * first_target[priority] * HOUR_US).astype(np.int64)
     resolved = opened + (resolve_ratio * resolve_target[priority] * HOUR_US).astype(np.int64)
     resolved = np.maximum(resolved, first_response + 10 * 60 * 1_000_000)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.core.numerics import exp, power
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.contracts import Contracts
 from pipeline.stages.simulate.people import Users, UserTraits, user_activity_window
@@ -53,14 +54,14 @@ def simulate_tickets(
     first = np.r_[True, contracts.account[1:] != contracts.account[:-1]]
     seats0 = np.ones(world.n_accounts)
     seats0[contracts.account[first]] = contracts.seats[first]
-    seat_factor = (seats0 / np.array([p.seats_median for p in PROFILES])[world.segment]) ** 0.4
+    seat_factor = power(seats0 / np.array([p.seats_median for p in PROFILES])[world.segment], 0.4)
     mid_day = (lo + span // 2) // DAY_US
     tenure = mid_day - world.created_day[acct]
     health = world.health[acct, cells["period"]]
     rate = (
         np.array([p.tickets_per_month for p in PROFILES])[seg]
         * seat_factor[acct]
-        * np.exp(-0.3 * health)
+        * exp(-0.3 * health)
         * np.where(tenure < 60, 1.6, 1.0)
     )
     n = rng.poisson(rate * span / (PERIOD_DAYS * DAY_US))
@@ -75,8 +76,8 @@ def simulate_tickets(
     sla_resolve = np.array([p.sla_resolution_hours for p in PROFILES])[t_seg, priority]
 
     support = world.dim(SUPPORT, t_acct, opened // DAY_US)
-    response_ratio = np.exp(rng.normal(-1.3 - 0.6 * support, 0.45))
-    resolve_ratio = np.exp(rng.normal(-0.9 - 0.6 * support, 0.5))
+    response_ratio = exp(rng.normal(-1.3 - 0.6 * support, 0.45))
+    resolve_ratio = exp(rng.normal(-0.9 - 0.6 * support, 0.5))
     first_response = opened + (response_ratio * sla_first * HOUR_US).astype(np.int64)
     resolved = opened + (resolve_ratio * sla_resolve * HOUR_US).astype(np.int64)
     resolved = np.maximum(resolved, first_response + 10 * 60 * 1_000_000)
@@ -109,7 +110,7 @@ def simulate_touchpoints(
     kickoff = np.array([p.kickoff_meetings for p in PROFILES])[seg] * (tenure < 60)
     # going dark: a weak relationship thins calls and meetings, and exec contact most of all
     elasticity = np.array([0.6, 0.7, 0.8, 1.2])
-    rate = base * np.exp(relationship[:, None] * elasticity[None, :])
+    rate = base * exp(relationship[:, None] * elasticity[None, :])
     rate[:, 1] += kickoff
     rate[:, 0] += kickoff * 0.5
     counts = rng.poisson(rate * (span / (PERIOD_DAYS * DAY_US))[:, None])

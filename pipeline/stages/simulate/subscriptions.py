@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.core.numerics import exp, log
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.contracts import WindowDecisions, add_months
 from pipeline.stages.simulate.streams import random_stream
@@ -101,7 +102,7 @@ def monthly_churn_logit(
 ) -> np.ndarray:
     """Planted log-odds of cancelling in the month before a billing date."""
     seg = world.segment[acct]
-    early = np.exp(-tenure / _EARLY_SCALE_DAYS)
+    early = exp(-tenure / _EARLY_SCALE_DAYS)
     seen = drivers[:, [USAGE, SUPPORT, SENTIMENT, ONBOARDING]]
     deep = np.maximum(0.0, _SEVERITY_KNEE - seen).sum(axis=1)
     return (
@@ -136,7 +137,7 @@ def simulate_subscriptions(config: SimulationConfig, world: World) -> Subscripti
     rng = random_stream(config.seed, "subscriptions")
     n, n_days = world.n_accounts, world.n_days
     seg = world.segment.astype(np.int64)
-    raw_seats = np.exp(rng.normal(np.log(_SEATS_MEDIAN[seg]), _SEATS_SIGMA[seg]))
+    raw_seats = exp(rng.normal(log(_SEATS_MEDIAN[seg]), _SEATS_SIGMA[seg]))
     seats = np.clip(np.round(raw_seats), _SEATS_RANGE[seg, 0], _SEATS_RANGE[seg, 1])
     u = rng.random(n)
     plan = np.minimum((u[:, None] > np.cumsum(_PLAN_PROBS[seg], axis=1)).sum(axis=1), 2)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.core.numerics import exp
 from pipeline.stages.simulate.columns import str_column, ts_column
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.people import UserTraits, user_activity_window, user_traits
@@ -137,7 +138,7 @@ def _usage_chunk(
         * sigmoid(-1.2 + 1.6 * usage)
     ).astype(np.float32)
     tenure = period_mid_day[None, :] - world.created_day[acct][:, None]
-    maturity = 1.0 - np.exp(-np.maximum(tenure, 0) / 150.0)
+    maturity = 1.0 - exp(-np.maximum(tenure, 0) / 150.0)
     depth = (maturity * sigmoid(0.5 + 1.2 * usage)).astype(np.float32).ravel()
     activity = activity.ravel()
     del usage, tenure, maturity

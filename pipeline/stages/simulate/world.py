@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.core import numerics
+from pipeline.core.numerics import log
 from pipeline.stages.simulate.config import SimulationConfig
 from pipeline.stages.simulate.streams import random_stream
 from pipeline.stages.simulate.vocabulary import INDUSTRIES, REGIONS, TROUBLES
@@ -77,14 +79,14 @@ _REGION_SHARES = (0.5, 0.3, 0.12, 0.08)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function: log-odds to probability."""
-    return 1.0 / (1.0 + np.exp(-x))
+    """Logistic function: log-odds to probability (the same on every CPU: `numerics`)."""
+    return numerics.sigmoid(x)
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
     """Log-odds of a probability (the inverse of `sigmoid`)."""
     p = np.asarray(p, dtype=np.float64)
-    return np.log(p / (1.0 - p))
+    return log(p / (1.0 - p))
 
 
 @dataclass(frozen=True)
