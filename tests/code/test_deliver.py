@@ -12,6 +12,8 @@ import inspect
 import io
 import json
 import logging
+import os
+import signal
 import socket
 from datetime import date
 from email import policy
@@ -30,6 +32,7 @@ from pipeline.lists.manifest import read_manifest
 from pipeline.stages.deliver import run_deliver
 from pipeline.stages.deliver.channel import Message, safe_token
 from pipeline.stages.deliver.email import attachment_filename
+from pipeline.stages.deliver.journal import JOURNAL_FILE, LOCK_FILE, DeliveryJournal, run_lock
 from pipeline.stages.deliver.registry import CHANNELS
 from pipeline.stages.deliver.settings import SmtpSettings, delivery_settings, smtp_credentials
 from tests.conftest import tiny_raw_tables, write_dir
@@ -376,9 +379,10 @@ class MemoryChannel:
     name = "memory"
     missing_recipient = "no memory address"
 
-    def __init__(self, refuse=()):
+    def __init__(self, refuse=(), on_send=None):
         self.refuse = set(refuse)
         self.sent: list[Message] = []
+        self.on_send = on_send  # called with each message just before it counts as sent
 
     def recipient(self, entry):
         return None if entry.csm_id == "carol" else f"#{entry.csm_id}"
@@ -396,6 +400,8 @@ class MemoryChannel:
             status, mode = ("dry-run", "dry-run") if dry_run else ("sent", "memory")
 
             def send(self, message):
+                if channel.on_send is not None:
+                    channel.on_send(message)
                 channel.sent.append(message)
                 return f"memory:{message.recipient}"
 
@@ -430,6 +436,157 @@ def test_a_second_channel_needs_only_its_module_and_a_registration(tmp_path, mon
 
     with pytest.raises(ConfigError, match="unknown delivery channel 'pigeon'"):
         run_deliver(config(free_port()), lists, channel="pigeon")
+
+
+# --- exactly once under faults: the journal and the lock (killed runs: tests/e2e) -------------
+
+
+def _journal(lists: Path) -> Path:
+    return deliveries_dir_for(lists) / JOURNAL_FILE
+
+
+def _records(lists: Path) -> list[dict]:
+    return [json.loads(line) for line in _journal(lists).read_text().splitlines()]
+
+
+def _memory_run(monkeypatch, lists, channel, **kwargs):
+    monkeypatch.setitem(CHANNELS, "memory", lambda deliver: channel)
+    return run_deliver(config(free_port()), lists, channel="memory", environ={}, **kwargs)
+
+
+def test_each_send_is_journalled_durably_before_and_after_it(tmp_path, monkeypatch):
+    lists = write_lists(tmp_path)
+    seen_at_send = []
+
+    def check_journal(message):
+        # While the channel sends, the journal on disk already says "sending" for this message.
+        last = _records(lists)[-1]
+        seen_at_send.append((last["event"], last["message_id"] == message.message_id))
+
+    channel = MemoryChannel(on_send=check_journal)
+    _memory_run(monkeypatch, lists, channel)
+    assert seen_at_send == [("sending", True)] * 3
+    assert [(r["csm_id"], r["event"]) for r in _records(lists)] == [
+        ("alice", "sending"),
+        ("alice", "sent"),
+        ("bob", "sending"),
+        ("bob", "sent"),
+        ("dave", "sending"),
+        ("dave", "sent"),
+    ]
+    assert all(r["as_of"] == AS_OF and r["attempt"] == 1 for r in _records(lists)[::2])
+
+
+def test_a_send_cut_off_mid_way_is_sent_again_with_the_same_message_id(tmp_path, monkeypatch):
+    lists = write_lists(tmp_path)
+    channel = MemoryChannel()
+    _memory_run(monkeypatch, lists, channel)
+    first_ids = {m.csm_id: m.message_id for m in channel.sent}
+    # As a SIGKILL between the server's "250" and the `sent` record leaves it: dave's send is
+    # recorded as started only, and the run never wrote its summary.
+    lines = _journal(lists).read_text().splitlines(keepends=True)
+    _journal(lists).write_text("".join(lines[:5]))
+    (deliveries_dir_for(lists) / "delivery.json").unlink()
+
+    channel.sent.clear()
+    second = _memory_run(monkeypatch, lists, channel)
+    assert [(m.csm_id, m.message_id) for m in channel.sent] == [("dave", first_ids["dave"])]
+    status = {o.csm_id: o for o in second.outcomes}
+    assert status["dave"].status == "sent" and "same Message-ID" in status["dave"].detail
+    assert status["alice"].detail.startswith("already sent")
+    assert [r["attempt"] for r in _records(lists) if r["event"] == "sending"] == [1, 1, 1, 2]
+
+
+def test_a_torn_last_record_is_dropped_and_a_corrupt_journal_stops_the_run(tmp_path, monkeypatch):
+    lists = write_lists(tmp_path)
+    channel = MemoryChannel()
+    _memory_run(monkeypatch, lists, channel)
+    intact = _journal(lists).read_bytes()
+    # A power cut mid-append leaves half a line; the next run cuts it off and goes on.
+    _journal(lists).write_bytes(intact + b'{"as_of": "2026-11-16", "csm_id": "bo')
+    channel.sent.clear()
+    _memory_run(monkeypatch, lists, channel)
+    assert channel.sent == [] and _journal(lists).read_bytes() == intact
+
+    # A bad line that is not the torn tail is not guessed around: nothing is sent.
+    _journal(lists).write_bytes(b"not json\n" + intact)
+    with pytest.raises(DeliveryError, match=r"journal .* line 1, is unreadable"):
+        _memory_run(monkeypatch, lists, channel)
+    assert channel.sent == []
+
+
+def test_a_journal_that_cannot_be_written_stops_the_run_before_the_next_send(tmp_path, monkeypatch):
+    lists = write_lists(tmp_path)
+    channel = MemoryChannel()
+    real = DeliveryJournal.record_sending
+
+    def disk_full_at_dave(journal, message):
+        if message.csm_id == "dave":
+            raise DeliveryError("could not record 'sending' (no space left on device)")
+        return real(journal, message)
+
+    monkeypatch.setattr(DeliveryJournal, "record_sending", disk_full_at_dave)
+    with pytest.raises(DeliveryError, match="no space left"):
+        _memory_run(monkeypatch, lists, channel)
+    assert [m.csm_id for m in channel.sent] == ["alice", "bob"]  # not dave, unrecorded
+    logged = json.loads((deliveries_dir_for(lists) / "delivery.json").read_text())
+    sent = [row["csm_id"] for row in logged["csms"] if row["status"] == "sent"]
+    assert sent == ["alice", "bob"]
+
+
+def test_sigterm_stops_after_the_message_in_hand(tmp_path, monkeypatch):
+    lists = write_lists(
+        tmp_path, {f"csm{n}": (f"C {n}", f"c{n}@example.com", []) for n in range(4)}
+    )
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate_during_the_second(message):
+        if message.csm_id == "csm1":
+            # Without the run's handler this SIGTERM would end pytest itself.
+            assert signal.getsignal(signal.SIGTERM) is not before, "no SIGTERM handler"
+            os.kill(os.getpid(), signal.SIGTERM)  # handled: the run keeps this message
+
+    channel = MemoryChannel(on_send=terminate_during_the_second)
+    result = _memory_run(monkeypatch, lists, channel)
+    assert [m.csm_id for m in channel.sent] == ["csm0", "csm1"]
+    status = {o.csm_id: (o.status, o.detail) for o in result.outcomes}
+    assert status["csm1"] == ("sent", "")
+    assert status["csm2"][0] == "failed" and "stopped by SIGTERM" in status["csm2"][1]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the run's only
+
+    channel.on_send = None
+    channel.sent.clear()
+    _memory_run(monkeypatch, lists, channel)
+    assert [m.csm_id for m in channel.sent] == ["csm2", "csm3"]
+
+
+def test_a_second_run_of_the_week_is_refused_while_the_first_holds_the_lock(tmp_path, monkeypatch):
+    lists = write_lists(tmp_path)
+    channel = MemoryChannel()
+    with run_lock(deliveries_dir_for(lists) / LOCK_FILE):
+        with pytest.raises(DeliveryError, match=rf"another delivery run \(process {os.getpid()}"):
+            _memory_run(monkeypatch, lists, channel)
+        with pytest.raises(DeliveryError, match="another delivery run"):
+            run_deliver(config(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    assert channel.sent == [] and not (tmp_path / "o").exists()
+    _memory_run(monkeypatch, lists, channel)  # released, also after the failed attempts
+    assert len(channel.sent) == 3
+
+
+def test_a_dry_run_writes_nothing_to_the_journal_and_a_summary_log_still_counts(
+    tmp_path, monkeypatch
+):
+    lists = write_lists(tmp_path)
+    run_deliver(config(free_port()), lists, dry_run=True, outbox=tmp_path / "o")
+    assert not _journal(lists).exists()
+
+    # A week delivered before the journal existed: its summary log records who has their list.
+    channel = MemoryChannel()
+    _memory_run(monkeypatch, lists, channel)
+    _journal(lists).unlink()
+    channel.sent.clear()
+    _memory_run(monkeypatch, lists, channel)
+    assert channel.sent == []
 
 
 # --- never another CSM's data; no header injection -------------------------------------------

@@ -3,7 +3,9 @@
 The lists stage writes `reports/lists/<as-of>/manifest.json` with one entry per CSM naming that
 CSM's CSV and HTML files. Delivery turns each entry into one message on a channel (email today:
 HTML body, CSV attached, over SMTP, or `.eml` files for a dry run) and records every CSM's
-outcome in `reports/deliveries/<as-of>/delivery.json`.
+outcome in `reports/deliveries/<as-of>/delivery.json`. Each send is journalled before and
+after it (`reports/deliveries/<as-of>/journal.jsonl`), so a rerun after any crash or kill
+sends every unsent list once and no sent list again.
 
 The modules, one job each:
 - `channel`: the interface a channel implements (`Channel`, `Transport`, `Message`).
@@ -11,7 +13,9 @@ The modules, one job each:
 - `headers`: header-injection guards (control characters, one strict address).
 - `settings`: the email sender and SMTP settings, checked before anything is sent.
 - `email`: the email channel: deterministic MIME messages, SMTP and outbox transports.
-- `log`: the delivery log, which also keeps a rerun from sending a list twice.
+- `journal`: the durable per-message journal that keeps a rerun from sending a list twice, and
+  the lock that keeps two runs of one week apart.
+- `log`: the summary delivery log of a run, per CSM.
 - `registry`: channel names and how each is built from the `deliver` settings.
 - `run`: the run over every CSM, and `run_deliver`, the stage's entry point.
 """

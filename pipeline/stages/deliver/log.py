@@ -1,9 +1,14 @@
 """The delivery log, `reports/deliveries/<as-of>/delivery.json`: what happened to each CSM.
 
-It is both the record a person reads after a run and what keeps a rerun from sending a list
-twice: a CSM whose message id the log records as sent is not sent again. The file has no
-wall-clock time in it, so the same outcome writes the same bytes. It is rewritten as a whole
-at the end of each run (also after an unexpected error, to record who already has their list).
+It is the summary a person (and the CLI) reads after a run, rewritten as a whole at the end of
+each run (also after an unexpected error or a SIGTERM): per CSM sent, skipped, failed or
+dry-run. The file has no wall-clock time in it, so the same outcome writes the same bytes.
+
+What keeps a rerun from sending a list twice is the journal (`journal`), written before and
+after each send: a run killed before it could write this summary still leaves a record. A
+rerun rebuilds the summary from what the journal knows (a message it records as sent shows as
+"sent", already sent by an earlier run). The summary's "sent" rows are still honoured, for the
+logs written before there was a journal.
 """
 
 from __future__ import annotations
