@@ -4,7 +4,8 @@ Each subcommand is a thin edge: it parses params.yaml into the typed config (fai
 any work on an unknown key, a wrong type or a value out of range), calls the stage's entry
 point and logs a summary. Defaults of every path option come from `pipeline.core.layout`, the
 same paths dvc.yaml passes (a test checks they agree). Any error a user can cause is a
-`ChurnError`: one red line, exit code 2, no traceback.
+`ChurnError`: one red line, exit code 2, no traceback. No credential is ever shown: every log
+record and every error line goes through `pipeline.core.secrets.redact` first.
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from pipeline.core.config import DEFAULT_PARAMS, Config, load_config, parse_day
 from pipeline.core.errors import ChurnError, ConfigError
 from pipeline.core.layout import LAYOUT, VALIDATION_REPORT
+from pipeline.core.secrets import RedactingFilter, redact
 
 app = typer.Typer(
     help="Churn prediction for B2B SaaS customer success: from raw account data to weekly "
     "at-risk lists per CSM.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # a traceback's locals would show connection URLs
 )
 log = logging.getLogger("pipeline")
 _console = Console(stderr=True)
+# `churn weekly` held the delivery back on stale or quarantined data (1 and 2 as everywhere).
+HELD_EXIT_CODE = 3
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", help="The params file (one section per stage).")
@@ -61,9 +66,6 @@ ReferenceOption = Annotated[
         "--reference", help="Feature table whose training-period rows are the drift reference."
     ),
 ]
-MlflowRunOption = Annotated[
-    Path, typer.Option("--mlflow-run", help="Run id of a models/ directory (from `churn track`).")
-]
 
 
 @app.callback()
@@ -77,6 +79,8 @@ def _setup(verbose: VerboseOption = False) -> None:
     else:  # logs of dvc repro, cron and CI: one plain line per record
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    # A safety net: a URI with a password, logged by us or by a library, is shown redacted.
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=fmt,
@@ -99,7 +103,8 @@ def _progress() -> Progress:
 
 
 def _fail(err: Exception) -> None:
-    _console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+    message = escape(redact(str(err)))
+    _console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -358,13 +363,17 @@ def track(
     metrics: MetricsInOption = LAYOUT.metrics,
     plots: PlotsInOption = LAYOUT.plots,
     out: Annotated[
-        Path, typer.Option(help="Run id, model version and champion decision.")
+        Path,
+        typer.Option(
+            help="The model's hash and registry name (git-tracked); this machine's run id, "
+            "version and champion decision go beside it, in <name>.local.json (not tracked)."
+        ),
     ] = LAYOUT.mlflow_run,
 ) -> None:
     """Log the training run to MLflow; register the model; promote it if it beats the champion."""
     config = _config(params_path)
     from pipeline.core.atomic import write_json
-    from pipeline.stages.track import run_track
+    from pipeline.stages.track import local_record_path, run_track, tracked_record
 
     try:
         result = run_track(
@@ -376,7 +385,8 @@ def track(
         )
     except ChurnError as err:
         _fail(err)
-    write_json(result, out)
+    write_json(result, local_record_path(out))
+    write_json(tracked_record(config, model_hash=result["model_hash"]), out)
     log.info("mlflow run %s, model version %s", result["run_id"], result["version"])
 
 
@@ -487,7 +497,6 @@ def _score(
     interim: Path,
     model: str,
     reference: Path,
-    mlflow_run: Path,
     out: Path | None,
 ):
     from pipeline.stages.score import run_score
@@ -498,7 +507,6 @@ def _score(
         interim_dir=interim,
         model_ref=model,
         reference_features=reference,
-        mlflow_run=mlflow_run,
         out_dir=out,
     )
     log.info(
@@ -520,7 +528,6 @@ def score(
     interim: InterimOption = LAYOUT.interim,
     model: ModelRefOption = str(LAYOUT.models),
     reference: ReferenceOption = LAYOUT.features,
-    mlflow_run: MlflowRunOption = LAYOUT.mlflow_run,
     out: Annotated[
         Path | None,
         typer.Option(help="Output directory; default: reports/lists/<as-of>."),
@@ -535,7 +542,6 @@ def score(
             interim=interim,
             model=model,
             reference=reference,
-            mlflow_run=mlflow_run,
             out=out,
         )
     except ChurnError as err:
@@ -691,11 +697,18 @@ def weekly(
     interim: InterimOption = LAYOUT.interim,
     model: ModelRefOption = str(LAYOUT.models),
     reference: ReferenceOption = LAYOUT.features,
-    mlflow_run: MlflowRunOption = LAYOUT.mlflow_run,
     dry_run: Annotated[
         bool,
         typer.Option(
             "--dry-run", help="Write .eml files to reports/deliveries/<as-of>/outbox; send nothing."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Deliver even when a required table is stale or ingest quarantined more than "
+            "ingest.max_quarantine_share of a table (each reason is logged as a warning).",
         ),
     ] = False,
 ) -> None:
@@ -703,10 +716,20 @@ def weekly(
     list and email it, all at one as-of date.
 
     Lists go to reports/lists/<as-of>, the delivery log to reports/deliveries/<as-of>. A rerun
-    the same week rescores and sends only what did not go out (or changed). Exit codes as for
-    `churn deliver`.
+    the same week rescores and sends only what did not go out (or changed).
+
+    Bad data holds the delivery back (unless --force): a required table whose latest row is
+    older than score.stale_after_days, or a table with more than ingest.max_quarantine_share
+    of its rows quarantined. The lists are still written, for a look; nothing is sent, and one
+    line says why.
+
+    Exit codes: 0 delivered; 1 some CSM's delivery failed (the others went out); 2 a settings,
+    data or scoring error (nothing sent); 3 held back on stale or quarantined data (lists
+    written, nothing sent).
     """
     config = _config(params_path)
+    from pipeline.feature_engine.build import read_present_tables
+    from pipeline.monitoring import delivery_holds, hold_message
     from pipeline.stages.deliver import run_deliver
 
     try:
@@ -714,16 +737,30 @@ def weekly(
             config = config.with_as_of(parse_day(as_of))
         lists = LAYOUT.lists_dir(config.base.as_of_date)
         if ingest_first:
-            _ingest(config, None, interim)
-        _score(
+            # Too many quarantined rows hold the delivery back below, where --force can
+            # overrule it; ingest stopping here would leave nothing to look at or force.
+            lenient = config.ingest.model_copy(update={"max_quarantine_share": 1.0})
+            _ingest(config.model_copy(update={"ingest": lenient}), None, interim)
+        manifest = _score(
             config,
             as_of=None,
             interim=interim,
             model=model,
             reference=reference,
-            mlflow_run=mlflow_run,
             out=lists,
         )
+        holds = delivery_holds(
+            manifest.warnings,
+            read_present_tables(interim)[1],
+            max_quarantine_share=config.ingest.max_quarantine_share,
+        )
+        if holds and not force:
+            _console.print(
+                escape(hold_message(holds)), style="bold red", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(code=HELD_EXIT_CODE)
+        for reason in holds:
+            log.warning("delivering despite bad data (--force): %s", reason)
         result = run_deliver(config, lists, dry_run=dry_run)
     except ChurnError as err:
         _fail(err)

@@ -3,20 +3,23 @@
 Data-science warnings about the inputs of a scoring run: feature drift against the training
 rows (population stability index), and source tables that are empty or stale at the as-of
 date. They go to the data scientist's log, the lists manifest and the report; scoring itself
-does not depend on them.
+does not depend on them. The weekly job does: `delivery_holds` says when a list must not be
+delivered (a required table stale, too many rows quarantined).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import ScoringError
-from pipeline.data.contract import ROW_STAMPS, interim_path
+from pipeline.data.contract import REQUIRED_TABLES, ROW_STAMPS, interim_path
 from pipeline.modeling.store import LoadedModel
 
 # --- drift -------------------------------------------------------------------------------------
@@ -209,3 +212,47 @@ def latest_stamps(interim_dir: Path, tables: set[str], as_of: date) -> dict[str,
             latest.astimezone(cutoff.tzinfo).date() if hasattr(latest, "astimezone") else latest
         )
     return out
+
+
+# --- the weekly job's hold: lists on bad data are written, not delivered ---------------------
+
+
+def delivery_holds(
+    warnings: Iterable[Mapping[str, Any]],
+    validation_report: Mapping[str, Any],
+    *,
+    max_quarantine_share: float,
+    required_tables: Collection[str] = REQUIRED_TABLES,
+) -> list[str]:
+    """Why this week's lists must not be delivered; empty when they may go out.
+
+    Two reasons, each named with its table and numbers: a required table (`required_tables`,
+    the contract's) is stale, as the score stage's `stale_table` warnings in the lists
+    manifest record it (its latest row more than `score.stale_after_days[table]` days before
+    the as-of date); or any table of the ingest `validation_report` had more than
+    `max_quarantine_share` (`ingest.max_quarantine_share`) of its rows quarantined. A list
+    scored on either looks as trustworthy as any other, so a CSM would act on it.
+    """
+    reasons = []
+    for warning in warnings:
+        if warning.get("kind") != "stale_table" or warning.get("table") not in required_tables:
+            continue
+        table = warning["table"]
+        reasons.append(
+            f"{table} is {warning['days_old']} days old (latest row {warning['latest']}; "
+            f"score.stale_after_days.{table} = {warning['threshold_days']})"
+        )
+    for table, entry in sorted(validation_report.get("tables", {}).items()):
+        read, quarantined = int(entry.get("rows_read", 0)), int(entry.get("rows_quarantined", 0))
+        if read and quarantined / read > max_quarantine_share:
+            reasons.append(
+                f"{table} had {quarantined / read:.1%} of its rows quarantined "
+                f"({quarantined} of {read}; ingest.max_quarantine_share = "
+                f"{max_quarantine_share:.1%})"
+            )
+    return reasons
+
+
+def hold_message(reasons: Sequence[str]) -> str:
+    """The one line the weekly job prints (and cron mails) when it holds the lists back."""
+    return f"weekly: not delivered: {'; '.join(reasons)}; rerun with --force to deliver anyway"

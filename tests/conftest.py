@@ -312,7 +312,6 @@ def scored_demo(medium_demo, tmp_path_factory):
         interim_dir=interim,
         model_ref=str(medium_demo["models"]),
         reference_features=medium_demo["features"],
-        mlflow_run=None,
         out_dir=root / "lists",
     )
     return {

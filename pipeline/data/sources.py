@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote, unquote
 
 import pandas as pd
 import pyarrow as pa
@@ -23,12 +24,16 @@ import pyarrow.dataset as ds
 
 from pipeline.core.config import IngestSection
 from pipeline.core.errors import DataContractError, SourceError
+from pipeline.core.secrets import redact
 from pipeline.data.contract import TABLES
 from pipeline.data.csv_records import read_csv_records
 
 log = logging.getLogger(__name__)
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+# A libpq key=value connection string (`host=db dbname=crm password=...`), not a path.
+_LIBPQ_DSN = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|password|port|sslmode)\s*=")
 _FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 
 
@@ -87,20 +92,52 @@ class NameMapping:
 
 
 def expand_env(text: str) -> str:
-    """Replace ${NAME} with the environment variable, so secrets stay out of params.yaml."""
+    """Replace ${NAME} with the environment variable, so secrets stay out of params.yaml.
+
+    In the user:password part of a URL the value is the secret itself, so it is
+    percent-encoded there: a password holding `@`, `:`, `/` or `%` reaches the server intact
+    and cannot spill into the host name.
+    """
+    userinfo = _userinfo_span(text)
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
             raise SourceError(f"the source URL needs environment variable {name}, which is unset")
+        if userinfo is not None and userinfo[0] <= match.start() < userinfo[1]:
+            return quote(os.environ[name], safe="")
         return os.environ[name]
 
     return _ENV_VAR.sub(value, text)
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for logs and reports."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+def _userinfo_span(url: str) -> tuple[int, int] | None:
+    """(start, end) of the userinfo of `scheme://userinfo@host/...`, None when it has none.
+
+    The userinfo runs to the last `@` of the URL, so a password typed with a raw `@`, `:`,
+    `/` or `?` stays in it, and `redact` (which splits the same way) hides all of it. An `@`
+    in the query string must be written `%40`.
+    """
+    scheme = _URL_SCHEME.match(url)
+    if scheme is None:
+        return None
+    at = url.rfind("@", scheme.end())
+    return None if at == -1 else (scheme.end(), at)
+
+
+def _connection_url(url: str) -> tuple[str, str | None]:
+    """`url` with its user name and password percent-encoded, and the password itself.
+
+    Either may arrive raw (typed into params) or encoded (`%40` for `@`); both are decoded
+    first, so an encoded one is not encoded twice. The driver gets exactly one encoding.
+    """
+    span = _userinfo_span(url)
+    if span is None:
+        return url, None
+    user, _, password = url[span[0] : span[1]].partition(":")
+    secret = unquote(password) if password else None
+    encoded = quote(unquote(user), safe="") + (f":{quote(secret, safe='')}" if secret else "")
+    return url[: span[0]] + encoded + url[span[1] :], secret
 
 
 # Part folders: what else a export tool leaves next to the data, and whether that is harmless.
@@ -320,12 +357,15 @@ class SQLAlchemySource:
         self.mapping = mapping or NameMapping()
         self.schema = schema
         self.description = redact(url)
+        encoded, password = _connection_url(url)
         try:
-            self._engine = sa.create_engine(_with_driver(url))
+            self._engine = sa.create_engine(_with_driver(encoded))
             with self._engine.connect():
                 pass
         except Exception as err:  # the driver's own error says why (auth, host, database)
-            raise SourceError(f"cannot connect to {redact(url)}: {err}") from err
+            why = redact(str(err), secrets=[password] if password else [])
+            # `from None`: the driver's exception, unredacted, stays out of any traceback
+            raise SourceError(f"cannot connect to {self.description}: {why}") from None
 
     def tables(self) -> set[str]:
         import sqlalchemy as sa
@@ -367,7 +407,8 @@ def open_source(
     """Open the source named in params.
 
     A directory path; `duckdb:///file.db` (relative; four slashes for an absolute path); or
-    `postgresql://user:${PASSWORD}@host:port/db` (${...} is read from the environment).
+    `postgresql://user:${PASSWORD}@host:port/db` (${...} is read from the environment; in
+    the user:password part its value is the raw secret, percent-encoded here).
     `encoding` and `max_text_chars` (ingest.encoding, ingest.max_text_chars) apply to CSV
     files; databases hand over typed, already-decoded values.
     """
@@ -377,10 +418,10 @@ def open_source(
         return DuckDBSource(Path(location.removeprefix("duckdb:///")), mapping, schema or "main")
     if re.match(r"^postgres(ql)?(\+\w+)?://", location):
         return SQLAlchemySource(location, mapping, schema)
-    if "://" in location:
+    if "://" in location or _LIBPQ_DSN.search(location):
         raise SourceError(
             f"unsupported source {redact(location)}: use a directory, duckdb:///path.db or "
-            "postgresql://..."
+            "postgresql://user:${PASSWORD}@host:port/db"
         )
     return DirectorySource(
         Path(location), mapping, encoding=encoding, max_text_chars=max_text_chars

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import ScoringError, TrainingError
+from pipeline.core.hashing import dvc_dir_hash
 from pipeline.core.layout import (
     CALIBRATOR_FILE,
     INFO_FILE,
@@ -160,24 +161,28 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     )
 
 
-def load_model_ref(
-    ref: str, *, tracking_uri: str | None = None, mlflow_run: Path | None = None
-) -> tuple[LoadedModel, str, str]:
+def model_stamp(directory: Path) -> str:
+    """A model directory's version on lists and reports: the first 12 digits of its DVC hash.
+
+    The same model files give the same stamp on every clone, unlike a run id or a registry
+    number; the MLflow run that logged them carries the full hash as its `model_hash` tag.
+    """
+    return dvc_dir_hash(Path(directory))[:12]
+
+
+def load_model_ref(ref: str, *, tracking_uri: str | None = None) -> tuple[LoadedModel, str, str]:
     """(model, source, version) from a model directory or an MLflow registry URI.
 
-    A directory's version is the run id in `mlflow_run` (reports/mlflow_run.json, written by
-    `churn track`) or 'unregistered'. A registry URI resolves the alias or version to its run
-    and loads the model files that run logged (the same booster, calibrator and schema).
+    A directory's version is its content stamp (`model_stamp`). A registry URI resolves the
+    alias or version to its run and loads the model files that run logged (the same booster,
+    calibrator and schema); its version is that run's id, since there the run is the point.
     """
     if not ref.startswith("models:/"):
         try:
             model = load_model(Path(ref))
         except TrainingError as err:
             raise ScoringError(str(err)) from err
-        version = "unregistered"
-        if mlflow_run is not None and Path(mlflow_run).is_file():
-            version = str(json.loads(Path(mlflow_run).read_text()).get("run_id") or version)
-        return model, str(ref), version
+        return model, str(ref), model_stamp(Path(ref))
 
     name, alias, number = parse_model_uri(ref)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

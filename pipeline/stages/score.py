@@ -626,7 +626,6 @@ def run_score(
     interim_dir: Path,
     model_ref: str,
     reference_features: Path | None,
-    mlflow_run: Path | None,
     out_dir: Path | None,
 ) -> ListsManifest:
     """The score stage's edge: validated tables and a model in; the lists out.
@@ -643,9 +642,7 @@ def run_score(
 
     # The MLflow section is read only for a registry URI, so the DVC stage does not depend on it.
     tracking_uri = config.mlflow.tracking_uri if model_ref.startswith("models:/") else None
-    model, source, version = load_model_ref(
-        model_ref, tracking_uri=tracking_uri, mlflow_run=mlflow_run
-    )
+    model, source, version = load_model_ref(model_ref, tracking_uri=tracking_uri)
     # The model's vocabulary (the names its features were built from); a model from before it
     # was recorded resolves against the data before this list's date.
     feature_cfg = feature_settings(

@@ -11,9 +11,11 @@ it (`churn promote` does). The decision and its numbers are recorded on the run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,9 +25,10 @@ import features
 import pipeline
 from pipeline.core.config import Config
 from pipeline.core.errors import ConfigError, TrainingError
-from pipeline.core.hashing import file_md5
+from pipeline.core.hashing import dvc_dir_hash, file_md5
 from pipeline.core.labels import LABEL, LabelRule, labelled
 from pipeline.core.layout import MLFLOW_MODEL_FILES
+from pipeline.core.secrets import redact
 from pipeline.modeling.champion import METRICS, Comparison, compare
 from pipeline.modeling.split import Split
 from pipeline.modeling.store import LoadedModel, load_model, load_model_ref, resolve_tracking_uri
@@ -193,6 +196,73 @@ def _flatten(prefix: str, value, out: dict[str, str]) -> None:
         out[prefix] = str(value)
 
 
+def run_record(
+    *,
+    run_id: str,
+    experiment: str,
+    registered_model: str,
+    version: str,
+    model_hash: str,
+    tracking_uri: str,
+    decision: ChampionDecision,
+) -> dict:
+    """What this machine's registry made of the run: its id, the registry version and the
+    champion decision (`reports/mlflow_run.local.json`, kept out of git: another clone's
+    registry numbers them differently). Never a credential of the tracking URI."""
+    return {
+        "run_id": run_id,
+        "experiment": experiment,
+        "registered_model": registered_model,
+        "version": version,
+        "model_hash": model_hash,
+        "tracking_uri": redact(tracking_uri),
+        "champion": asdict(decision),
+    }
+
+
+def tracked_record(config: Config, *, model_hash: str) -> dict:
+    """What `reports/mlflow_run.json` (git-tracked, a DVC output) holds: only what any clone
+    computes alike from the same model, so a fresh `make repro` leaves git clean.
+
+    The model hash is the DVC hash of `models/` (the lists' and report's stamp is its first
+    12 digits; the run carries it as the tag `model_hash`, which finds the run in MLflow). The
+    tracking URI is the configured one (null means the environment's, else `mlflow.db`),
+    redacted, never this machine's absolute path.
+    """
+    cfg = config.mlflow
+    return {
+        "experiment": cfg.experiment,
+        "registered_model": cfg.registered_model,
+        "model_hash": model_hash,
+        "tracking_uri": redact(cfg.tracking_uri) if cfg.tracking_uri else None,
+    }
+
+
+def local_record_path(out: Path) -> Path:
+    """`reports/mlflow_run.json` -> `reports/mlflow_run.local.json`, beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.local{out.suffix}")
+
+
+@contextlib.contextmanager
+def _no_url_printing(tracking_uri: str) -> Iterator[None]:
+    """MLflow prints 'View run ... at: <tracking URI>/#/...' to stdout when a run ends; with
+    credentials in the URI that line would hold them, so it is switched off for such a URI."""
+    name = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+    if redact(tracking_uri) == tracking_uri:
+        yield
+        return
+    saved = os.environ.get(name)
+    os.environ[name] = "true"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
 def log_training_run(
     *,
     config: Config,
@@ -211,6 +281,7 @@ def log_training_run(
     from mlflow.tracking import MlflowClient
 
     model = load_model(models_dir)
+    model_hash = dvc_dir_hash(models_dir)
     table = pd.read_parquet(features_path)
     example = table.head(200)[model.feature_names].copy()
     for column in model.schema["features"]:
@@ -225,7 +296,7 @@ def log_training_run(
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     client = MlflowClient()
-    with mlflow.start_run() as run:
+    with _no_url_printing(tracking_uri), mlflow.start_run() as run:
         mlflow.log_params(flat)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.set_tags(
@@ -235,6 +306,7 @@ def log_training_run(
                 "split": str(model.info["split"]),
                 "learner": str(model.info.get("learner", "lightgbm")),
                 "selection_chosen": str(model.info.get("selection", {}).get("chosen", "")),
+                "model_hash": model_hash,
             }
         )
         from pipeline.modeling.pyfunc_model import ChurnModel
@@ -301,14 +373,15 @@ def log_training_run(
             }
         )
         log.info("model version %s: %s", version, decision.reason)
-        return {
-            "run_id": run.info.run_id,
-            "experiment": experiment,
-            "registered_model": registered_model,
-            "version": version,
-            "tracking_uri": tracking_uri,
-            "champion": asdict(decision),
-        }
+        return run_record(
+            run_id=run.info.run_id,
+            experiment=experiment,
+            registered_model=registered_model,
+            version=version,
+            model_hash=model_hash,
+            tracking_uri=tracking_uri,
+            decision=decision,
+        )
 
 
 def _version(package: str) -> str:

@@ -27,6 +27,7 @@ def _ignored(path: str) -> bool:
         "dvc_plots/index.html",
         "mlflow.db",
         "mlruns/1/abc/meta.yaml",
+        "reports/mlflow_run.local.json",  # this machine's run id and registry version
         "test-artifacts/report.png",
     ],
 )

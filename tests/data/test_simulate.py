@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy.special import expit
 
 from pipeline.core.config import SimulateSection, parse_config
 from pipeline.core.errors import ConfigError
@@ -42,7 +43,7 @@ from pipeline.stages.simulate import (
 )
 from pipeline.stages.simulate.contracts import churn_logit
 from pipeline.stages.simulate.segments import PROFILES
-from pipeline.stages.simulate.world import LATENT_COLUMNS, build_world, logit
+from pipeline.stages.simulate.world import LATENT_COLUMNS, build_world
 
 SEED = 42
 AS_OF = pd.Timestamp(SimulationConfig().as_of_date, tz="UTC")
@@ -555,8 +556,11 @@ def test_true_probability_is_exactly_what_the_recorded_drivers_imply(large, larg
         decisions["term_months"].to_numpy(),
         first_term.to_numpy(),
     )
-    observed = logit(decisions["true_churn_probability"].to_numpy())
-    assert abs(observed - planted - large_config.churn_logit_shift).max() < 1e-9
+    # the simulator quantises to 20 significant bits (the same bytes on every CPU), so compare
+    # probabilities to that precision: a logit near p = 1 would magnify a last-bit difference
+    observed = decisions["true_churn_probability"].to_numpy()
+    expected = expit(planted + large_config.churn_logit_shift)
+    assert abs(observed - expected).max() < 1e-5
 
 
 def test_troubles_spill_into_usage(medium, medium_usage):

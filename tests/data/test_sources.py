@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from glob import glob
 from pathlib import Path
 
@@ -109,9 +111,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
-    """Start a real PostgreSQL server on 127.0.0.1 for this module; yield its URL."""
+@contextlib.contextmanager
+def postgres_server(password: str | None = None) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1; yields its URL (user churn, no password).
+
+    With `password`, the user churn must log in with it (scram-sha-256), so a test can see
+    that a password reached the server intact; without, any login is trusted.
+    """
     bin_dir = _pg_bin()
     if bin_dir is None:
         message = "PostgreSQL server binaries not found (apt-get install postgresql)"
@@ -126,6 +132,13 @@ def postgres_url():
         os.chmod(root, 0o755)
         os.chown(root, user.pw_uid, user.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
+    auth = ["--auth=trust"]
+    if password is not None:
+        pwfile = root / "pwfile"
+        pwfile.write_text(password + "\n")
+        if prefix:
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
+        auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
     port = _free_port()
     subprocess.run(
         [
@@ -135,7 +148,7 @@ def postgres_url():
             str(data),
             "-U",
             "churn",
-            "--auth=trust",
+            *auth,
             "-E",
             "UTF8",
             "--no-sync",
@@ -152,6 +165,8 @@ def postgres_url():
             "-l",
             str(root / "log"),
             "-w",
+            "-t",
+            "300",  # generous: a loaded two-core machine has taken over 30 s to start it
             "-o",
             f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off",
             "start",
@@ -160,11 +175,19 @@ def postgres_url():
         capture_output=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300
         import sqlalchemy as sa
 
         url = f"postgresql://churn@127.0.0.1:{port}/postgres"
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        login = sa.engine.URL.create(
+            "postgresql+psycopg",
+            username="churn",
+            password=password,
+            host="127.0.0.1",
+            port=port,
+            database="postgres",
+        )
+        engine = sa.create_engine(login)
         while True:
             try:
                 with engine.connect():
@@ -181,6 +204,13 @@ def postgres_url():
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """Start a real PostgreSQL server on 127.0.0.1 for this module; yield its URL."""
+    with postgres_server() as url:
+        yield url
 
 
 def _load_postgres(url: str, tables: dict[str, pd.DataFrame], schema: str) -> None:

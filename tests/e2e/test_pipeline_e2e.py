@@ -32,7 +32,8 @@ def repo(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("repo")
     for name in ("pipeline", "features"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, work / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"]["n_accounts"] = 400
     params["features"]["duckdb"] = {"threads": 1, "memory_limit": None}
@@ -81,11 +82,21 @@ def test_dvc_repro_produces_point_in_time_features(repo):
 def test_dvc_repro_trains_evaluates_and_tracks(repo):
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     assert set(metrics) >= REQUIRED_KEYS
-    for name in ("model.txt", "calibrator.json", "feature_schema.json"):
-        assert (repo / "models" / name).is_file()
-    run = json.loads((repo / "reports" / "mlflow_run.json").read_text())
+    # the files of whichever candidate won: trees, the logistic regression, or both for a blend
+    kind = json.loads((repo / "models" / "learner.json").read_text())["kind"]
+    parts = {"lightgbm": ["model.txt"], "logistic": ["linear.json"]}
+    expected = parts.get(kind, parts["lightgbm"] + parts["logistic"])
+    for name in (*expected, "calibrator.json", "feature_schema.json"):
+        assert (repo / "models" / name).is_file(), (kind, name)
+    # git tracks only what every clone computes alike; this registry's numbers stay local
+    tracked = json.loads((repo / "reports" / "mlflow_run.json").read_text())
+    assert set(tracked) == {"experiment", "registered_model", "model_hash", "tracking_uri"}
+    run = json.loads((repo / "reports" / "mlflow_run.local.json").read_text())
     assert run["version"] == "1" and run["champion"]["promoted"]
+    assert run["model_hash"] == tracked["model_hash"]
     assert (repo / "mlflow.db").is_file()
+    ignored = _run(["git", "check-ignore", "reports/mlflow_run.local.json"], repo)
+    assert ignored.returncode == 0, "the local run record must not be tracked"
     backtest = json.loads((repo / "reports" / "backtest.json").read_text())
     assert backtest["backtest_weeks"] > 0
 
@@ -98,8 +109,8 @@ def test_dvc_repro_ends_with_the_weekly_lists_and_the_leadership_report(repo):
     assert manifest["as_of"] == str(as_of) and manifest["csms"]
     for entry in manifest["csms"]:
         assert (lists / entry["csv"]).is_file() and (lists / entry["html"]).is_file()
-    run = json.loads((repo / "reports" / "mlflow_run.json").read_text())
-    assert manifest["model_version"] == run["run_id"]
+    tracked = json.loads((repo / "reports" / "mlflow_run.json").read_text())
+    assert manifest["model_version"] == tracked["model_hash"][:12]  # the same on every clone
     page = (repo / "reports" / "leadership.html").read_text()
     assert "<html" in page and "data:image/png;base64," in page
 
@@ -114,7 +125,9 @@ def test_experiments_metrics_diff_and_plots_diff(repo):
     diff = _run(["dvc", "metrics", "diff", "--json"], repo)
     assert diff.returncode == 0, diff.stderr
     changes = json.loads(diff.stdout)
-    assert "roc_auc" in changes["reports/metrics.json"]
+    # the LightGBM candidate's validation scores move even when the logistic model is selected
+    changed = changes["reports/metrics.json"]
+    assert any(key.startswith("selection_lightgbm_") for key in changed), sorted(changed)
     plots = _run(["dvc", "plots", "diff", "-o", "plots_html"], repo)
     assert plots.returncode == 0, plots.stderr
     assert (repo / "plots_html" / "index.html").is_file()
@@ -122,7 +135,7 @@ def test_experiments_metrics_diff_and_plots_diff(repo):
     assert shown.returncode == 0 and "learning_rate" in shown.stdout
     # the experiment registered its model, but only the main workspace or `churn promote`
     # moves the champion
-    run = json.loads((repo / "reports" / "mlflow_run.json").read_text())
+    run = json.loads((repo / "reports" / "mlflow_run.local.json").read_text())
     assert run["version"] == "2" and run["champion"]["outcome"] == "experiment"
     from mlflow.tracking import MlflowClient
 

@@ -204,7 +204,8 @@ def test_outputs_follow_the_shared_interface(scored_demo):
         "csms",
     ):
         assert key in manifest
-    assert manifest["model_version"] == "unregistered"
+    # a model directory's stamp is its content hash: the same files, the same stamp anywhere
+    assert manifest["model_version"] == dvc_dir_hash(scored_demo["models"])[:12]
     assert manifest["data_version"] == dvc_dir_hash(scored_demo["interim"])
     accounts = pd.read_parquet(out / "accounts.parquet")
     # what the leadership report reads, plus the columns the interface promises besides
@@ -245,7 +246,6 @@ def test_rerun_gives_byte_identical_files(scored_demo, tmp_path):
         interim_dir=scored_demo["interim"],
         model_ref=str(scored_demo["models"]),
         reference_features=scored_demo["features"],
-        mlflow_run=None,
         out_dir=again,
     )
     first = {p.relative_to(scored_demo["out"]): p.read_bytes() for p in _files(scored_demo["out"])}
@@ -305,7 +305,6 @@ def test_scoring_is_point_in_time(scored_demo, tmp_path):
             interim_dir=interim,
             model_ref=str(scored_demo["models"]),
             reference_features=scored_demo["features"],
-            mlflow_run=None,
             out_dir=tmp_path / name,
         )
         results[name] = {
@@ -368,6 +367,7 @@ def test_model_from_the_mlflow_registry_alias(scored_demo, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # artifacts land next to the store
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("churn-test")  # not an experiment id left active by an earlier test
     client = MlflowClient(tracking_uri=uri)
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(scored_demo["models"]), artifact_path="model_files")
@@ -416,7 +416,6 @@ def test_an_empty_or_absent_optional_table_still_gives_every_csm_a_list(scored_d
             interim_dir=interim,
             model_ref=str(scored_demo["models"]),
             reference_features=scored_demo["features"],
-            mlflow_run=None,
             out_dir=tmp_path / name,
         )
         missing = [w for w in manifest.warnings if w["kind"] == "missing_table"]
@@ -464,7 +463,6 @@ def test_accounts_without_a_known_csm_are_scored_and_on_the_unassigned_list(scor
         interim_dir=interim,
         model_ref=str(scored_demo["models"]),
         reference_features=scored_demo["features"],
-        mlflow_run=None,
         out_dir=tmp_path / "lists",
     )
     accounts = pd.read_parquet(tmp_path / "lists" / "accounts.parquet")
@@ -509,7 +507,6 @@ def test_scoring_uses_the_vocabulary_the_model_was_trained_with(scored_demo, tmp
         interim_dir=scored_demo["interim"],
         model_ref=str(scored_demo["models"]),
         reference_features=scored_demo["features"],
-        mlflow_run=None,
         out_dir=tmp_path / "lists",
     )
     for name in ("accounts.parquet", "manifest.json"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -211,6 +213,32 @@ def test_champion_alias_follows_the_recorded_decisions(tracked):
     assert str(client.get_model_version_by_alias("test-churn-model", "champion").version) == "3"
 
 
+def test_the_tracked_record_is_the_same_on_every_clone(tracked, medium_demo):
+    """Two runs of the same model get different run ids and registry versions (another clone's
+    registry numbers them its own way); what git tracks holds neither, only the model's hash,
+    which is also the runs' `model_hash` tag and the lists' stamp."""
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.core.hashing import dvc_dir_hash
+    from pipeline.modeling.store import model_stamp
+    from pipeline.stages.track import local_record_path, tracked_record
+
+    uri, _, _, _, second, third = tracked
+    assert second["run_id"] != third["run_id"] and second["version"] != third["version"]
+    assert second["model_hash"] == third["model_hash"] == dvc_dir_hash(medium_demo["models"])
+    config = medium_demo["config"]
+    records = [tracked_record(config, model_hash=r["model_hash"]) for r in (second, third)]
+    assert json.dumps(records[0], sort_keys=True) == json.dumps(records[1], sort_keys=True)
+    assert set(records[0]) == {"experiment", "registered_model", "model_hash", "tracking_uri"}
+    assert "mlflow.db" not in json.dumps(records[0])  # no path of this machine
+    tags = MlflowClient(tracking_uri=uri).get_run(third["run_id"]).data.tags
+    assert tags["model_hash"] == third["model_hash"]
+    assert model_stamp(medium_demo["models"]) == third["model_hash"][:12]
+    assert local_record_path(Path("reports/mlflow_run.json")) == Path(
+        "reports/mlflow_run.local.json"
+    )
+
+
 def test_churn_promote_moves_the_alias_explicitly(tracked):
     from mlflow.tracking import MlflowClient
 
@@ -275,3 +303,123 @@ def test_mlflow_ui_serves_the_runs(tracked):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# --- no secret of the tracking URI in mlflow_run.json, the run, or the output ----------------
+
+SECRET_PASSWORDS = ["p@ss", "pa:ss", "pa/ss", "pa%2Fss", "p%ss", "Zq9@x:/%2F#?!yW3-kLm_8&v"]
+
+
+@pytest.mark.parametrize("password", SECRET_PASSWORDS)
+def test_the_run_record_never_holds_a_password_of_the_tracking_uri(password):
+    from urllib.parse import quote
+
+    from pipeline.stages.track import run_record
+    from tests.code.test_secrets import assert_hidden
+
+    decision = decide_champion(
+        None, metric="pr_auc", version="1", previous_version=None, experiment=False
+    )
+    for uri, shown in (
+        (f"postgresql://user:{password}@localhost:1/db", "postgresql://user:***@localhost:1/db"),
+        (f"http://user:{password}@host:5000", "http://user:***@host:5000"),
+        (f"http://user:{quote(password, safe='')}@host", "http://user:***@host"),
+    ):
+        record = run_record(
+            run_id="abc",
+            experiment="churn",
+            registered_model="churn-model",
+            version="1",
+            model_hash="0" * 32 + ".dir",
+            tracking_uri=uri,
+            decision=decision,
+        )
+        assert record["tracking_uri"] == shown
+        assert_hidden(json.dumps(record), password)
+    plain = run_record(
+        run_id="abc",
+        experiment="churn",
+        registered_model="churn-model",
+        version="1",
+        model_hash="0" * 32 + ".dir",
+        tracking_uri="sqlite:////srv/churn/mlflow.db",
+        decision=decision,
+    )
+    assert plain["tracking_uri"] == "sqlite:////srv/churn/mlflow.db"
+
+
+@pytest.fixture
+def http_tracking_server(tmp_path):
+    """An MLflow tracking server over HTTP on 127.0.0.1 (in this process, so it starts in
+    seconds); yields its port. Any user:password in the URI is accepted, and ignored."""
+    import threading
+
+    from mlflow.server import ARTIFACT_ROOT_ENV_VAR, BACKEND_STORE_URI_ENV_VAR, app, handlers
+    from werkzeug.serving import make_server
+
+    saved = {k: os.environ.get(k) for k in (BACKEND_STORE_URI_ENV_VAR, ARTIFACT_ROOT_ENV_VAR)}
+    os.environ[BACKEND_STORE_URI_ENV_VAR] = f"sqlite:///{tmp_path / 'server.db'}"
+    os.environ[ARTIFACT_ROOT_ENV_VAR] = str(tmp_path / "artifacts")
+    handlers._tracking_store = handlers._model_registry_store = None
+    handlers._get_tracking_store()  # before the client sets its URI: the server sets one too
+    handlers._get_model_registry_store()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        thread.join(timeout=30)
+        handlers._tracking_store = handlers._model_registry_store = None
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_a_run_over_http_with_a_password_leaks_it_nowhere(
+    http_tracking_server, medium_demo, tmp_path, monkeypatch, capfd, caplog
+):
+    """mlflow_run.json's record, the run's params and tags, what MLflow prints and what is
+    logged: none holds the password of `http://user:password@host`."""
+    import logging
+    from urllib.parse import quote
+
+    from mlflow.tracking import MlflowClient
+
+    from tests.code.test_secrets import assert_hidden
+
+    password = "p@ss/w:rd%2F%x"
+    uri = f"http://churn:{quote(password, safe='')}@127.0.0.1:{http_tracking_server}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    caplog.set_level(logging.DEBUG)
+    record = log_training_run(
+        config=medium_demo["config"],
+        metrics={"roc_auc": 0.75, "pr_auc": 0.3, "ece": 0.02},
+        models_dir=medium_demo["models"],
+        features_path=medium_demo["features"],
+        plots_dir=None,
+        tracking_uri=uri,
+        experiment="secret-test",
+        registered_model="secret-test-model",
+        champion_metric="roc_auc",
+    )
+    assert record["tracking_uri"] == f"http://churn:***@127.0.0.1:{http_tracking_server}"
+    assert record["version"] == "1" and record["champion"]["outcome"] == "first"
+    assert "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT" not in os.environ  # restored
+    run = MlflowClient(tracking_uri=uri).get_run(record["run_id"])
+    printed = capfd.readouterr()
+    for text in (
+        json.dumps(record),
+        json.dumps(run.data.tags),
+        json.dumps(run.data.params),
+        printed.out,
+        printed.err,
+        caplog.text,
+    ):
+        assert_hidden(text, password)
