@@ -498,6 +498,7 @@ def _score(
     model: str,
     reference: Path,
     out: Path | None,
+    marks: Path | None = LAYOUT.marks,
 ):
     from pipeline.stages.score import run_score
 
@@ -508,6 +509,7 @@ def _score(
         model_ref=model,
         reference_features=reference,
         out_dir=out,
+        marks_path=marks,
     )
     log.info(
         "lists for %d CSMs as of %s, %d warnings",
@@ -546,6 +548,87 @@ def score(
         )
     except ChurnError as err:
         _fail(err)
+
+
+@app.command()
+def mark(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The CSV the CSM edited: their list CSV with columns action, until, play, note "
+            "added, or a file of account_id and those columns. Rows with no action are skipped."
+        ),
+    ],
+    csm: Annotated[str, typer.Option("--csm", help="The CSM whose marks these are (csm_id).")],
+    params_path: ParamsOption = DEFAULT_PARAMS,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="The week of the list that was marked (YYYY-MM-DD); default: base.as_of_date."
+        ),
+    ] = None,
+    lists: Annotated[
+        Path | None,
+        typer.Option(
+            help="That week's lists (default: reports/lists/<as-of>): the accounts "
+            "and their risk at the mark."
+        ),
+    ] = None,
+    marks: Annotated[
+        Path, typer.Option(help="The marks log to append to (never overwritten).")
+    ] = LAYOUT.marks,
+    recorded_at: Annotated[
+        str | None,
+        typer.Option(
+            help="When the marks were made (ISO date-time, UTC if no zone); default: now. Lists "
+            "dated after it honour them."
+        ),
+    ] = None,
+) -> None:
+    """Record a CSM's marks (addressed with a play, snoozed until a date, clear) for next
+    week's list.
+
+    Every row is checked before anything is recorded: only the CSM's own accounts, known
+    actions, dates as YYYY-MM-DD; an error names the file, the column and the lines.
+    """
+    config = _config(params_path)
+    from pipeline.lists.marks import record_marks
+
+    try:
+        week = parse_day(as_of) if as_of is not None else config.base.as_of_date
+        stamp = _recorded_at(recorded_at)
+        added = record_marks(
+            file,
+            csm_id=csm,
+            list_as_of=week,
+            lists_dir=lists or LAYOUT.lists_dir(week),
+            marks_path=marks,
+            recorded_at=stamp,
+        )
+    except ChurnError as err:
+        _fail(err)
+    counts = added["action"].value_counts().to_dict()
+    log.info(
+        "recorded %d marks of CSM %s for the list of %s (%s) -> %s",
+        len(added),
+        csm,
+        week,
+        ", ".join(f"{counts[a]} {a}" for a in sorted(counts)) or "none",
+        marks,
+    )
+
+
+def _recorded_at(text: str | None):
+    """--recorded-at as an aware UTC time (now when not given)."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--recorded-at {text!r}: not an ISO date-time") from None
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def _emit(markdown: str, marker: str, write: Path | None) -> None:

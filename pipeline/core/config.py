@@ -410,10 +410,21 @@ class DriftSettings(Section):
 RankBy = Literal["expected_arr_at_risk", "probability"]
 
 
+class MarkSettings(Section):
+    """How marks (`churn mark`) act on the lists."""
+
+    # An addressed account stays off the action list this many weeks after the mark...
+    addressed_weeks: PositiveInt = 4
+    # ...unless its churn probability rose more than this (absolute) above the mark's: back.
+    back_margin: Share = 0.10
+
+
 class ScoreSection(Section):
     """The weekly lists: ranking, bands, reasons, flags, trend, drift and freshness warnings."""
 
     rank_by: RankBy = "expected_arr_at_risk"
+    # The lowest risk band on a CSM's action list: accounts below it need no action this week.
+    action_floor: Literal["high", "medium", "low"] = "medium"
     risk_bands: RiskBands = Field(default_factory=RiskBands)
     top_reasons: PositiveInt = 3
     renewal_window_days: NonNegativeInt = 90
@@ -421,6 +432,7 @@ class ScoreSection(Section):
     trend_weeks: PositiveInt = 8
     drift: DriftSettings = Field(default_factory=DriftSettings)
     stale_after_days: dict[Str, NonNegativeInt] = Field(default_factory=dict)
+    marks: MarkSettings = Field(default_factory=MarkSettings)
 
     @field_validator("stale_after_days")
     @classmethod
@@ -478,6 +490,8 @@ class ReportSection(Section):
     top_features: PositiveInt = 15
     dependence_plots: PositiveInt = 4
     largest_accounts: PositiveInt = 10
+    # The symbol written before every amount ("$11,819", "€1.2M"): the data holds no currency.
+    currency: Str = "$"
 
 
 # --- the whole file ----------------------------------------------------------------------------

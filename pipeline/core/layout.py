@@ -58,6 +58,9 @@ class Layout:
     lists_root: Path = Path("reports/lists")
     report: Path = Path("reports/leadership.html")
     deliveries_root: Path = Path("reports/deliveries")
+    # The CSMs' marks (`churn mark`): append-only, never an output of a stage, git-ignored
+    # (CSM names and notes).
+    marks: Path = Path("data/marks/marks.parquet")
 
     @property
     def truth_decisions(self) -> Path:

@@ -511,6 +511,65 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 
+MARK_ACTIONS = ("addressed", "snoozed", "clear")
+
+#: Not read from the source: the log `churn mark` appends to (layout: marks) and the score
+#: stage reads point in time. Documented with the source tables, validated the same way.
+MARKS = TableSpec(
+    name="marks",
+    description=(
+        "What CSMs did about their accounts (`churn mark`): one row per mark, append-only; "
+        "the newest mark recorded before a list's as-of date is the one that list honours."
+    ),
+    columns=(
+        ColumnSpec("account_id", "id", "The marked account (one of the CSM's own)."),
+        ColumnSpec("csm_id", "id", "The CSM who recorded the mark."),
+        ColumnSpec(
+            "action",
+            "category",
+            "addressed (a play was run), snoozed (off the list until `until`), clear (no mark).",
+            allowed=MARK_ACTIONS,
+        ),
+        ColumnSpec(
+            "until",
+            "date",
+            "Last day a snooze holds (inclusive); empty for other actions.",
+            nullable=True,
+            before_as_of=False,
+        ),
+        ColumnSpec("play", "text", "The play the CSM ran, in their words.", nullable=True),
+        ColumnSpec("note", "text", "The CSM's note.", nullable=True),
+        ColumnSpec(
+            "probability_at_mark",
+            "float",
+            "The account's churn probability on the marked list (to tell when risk rose).",
+            min_value=0,
+            max_value=1,
+        ),
+        ColumnSpec(
+            "list_as_of",
+            "date",
+            "The as-of date of the list the CSM marked.",
+            before_as_of=False,
+        ),
+        ColumnSpec(
+            "recorded_at",
+            "timestamp",
+            "When `churn mark` recorded it (UTC); a list at as-of t honours marks before t.",
+            before_as_of=False,
+        ),
+        ColumnSpec("source_file", "text", "The file the mark came from."),
+    ),
+    foreign_keys=(_ACCOUNT_FK,),
+    row_rules=(
+        RowRule(
+            "snooze_without_until",
+            "a snoozed mark needs its until date",
+            lambda df: ((df["action"] != "snoozed") | df["until"].notna()).astype(bool),
+        ),
+    ),
+)
+
 # Referenced tables come before the tables that reference them.
 TABLE_ORDER: tuple[str, ...] = (
     "csms",
@@ -616,8 +675,8 @@ def pandera_schema(spec: TableSpec) -> pa.DataFrameSchema:
 def contract_markdown() -> str:
     """The contract's tables as Markdown, generated from the specs so the docs cannot drift."""
     lines: list[str] = []
-    for name in TABLE_ORDER:
-        spec = TABLES[name]
+    for spec in [*(TABLES[name] for name in TABLE_ORDER), MARKS]:
+        name = spec.name
         need = "required" if spec.required else "optional"
         lines += [f"### `{name}` ({need})", "", spec.description, ""]
         if spec.primary_key:

@@ -62,19 +62,27 @@ def list_ranks(
     return rank.reindex(scored.index).astype("Int64")
 
 
-def rank_lists(scored: pd.DataFrame, *, capacity: int, rank_by: str) -> pd.Series:
+def rank_lists(
+    scored: pd.DataFrame, *, capacity: int, rank_by: str, floor: float = 0.0
+) -> pd.Series:
     """This week's rank of each account on its list (1 = top), empty when not listed.
 
-    `scored` holds one row per account with account_id, csm_id (empty: no known CSM) and the
-    `rank_by` column. Accounts without a known CSM are ranked on the unassigned list, so they
-    are never dropped from the week's view.
+    `scored` holds one row per account with account_id, csm_id (empty: no known CSM), the
+    `rank_by` column and probability. An action list holds only accounts that need action:
+    those whose probability is at or above `floor` (score.action_floor), so a low-risk
+    account never takes a slot while a riskier one waits; the rest are on no list. Accounts
+    without a known CSM are ranked on the unassigned list, so they are never dropped from the
+    week's view.
     """
     if scored["account_id"].duplicated().any():
         raise ListError("scored accounts hold duplicate account_id values")
+    if not 0.0 <= floor <= 1.0:
+        raise ListError(f"floor must be a probability between 0 and 1, not {floor!r}")
+    eligible = scored[scored["probability"].ge(floor).fillna(False).to_numpy(dtype=bool)]
     ranks = list_ranks(
-        scored, group=["csm_id"], capacity=capacity, rank_by=rank_by, unassigned=True
+        eligible, group=["csm_id"], capacity=capacity, rank_by=rank_by, unassigned=True
     )
-    return ranks.rename("list_rank")
+    return ranks.reindex(scored.index).astype("Int64").rename("list_rank")
 
 
 def check_scored(scored: pd.DataFrame) -> None:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from features.registry import Feature, available, build_registry
 from pipeline.core.atomic import atomic_path
-from pipeline.core.config import Config
+from pipeline.core.config import Config, MarkSettings
 from pipeline.core.errors import FeatureError, ScoringError
 from pipeline.core.hashing import dvc_dir_hash
 from pipeline.core.layout import (
@@ -50,6 +50,7 @@ from pipeline.data.contract import interim_path
 from pipeline.feature_engine.build import compute_features, feature_settings, read_present_tables
 from pipeline.feature_engine.vocabulary import Vocabulary
 from pipeline.lists.manifest import CsmEntry, ListsManifest, manifest_bytes, parse_manifest
+from pipeline.lists.marks import MARK_COLUMNS, apply_marks, read_marks
 from pipeline.lists.ranking import rank_lists
 from pipeline.lists.render import list_flags, render_lists
 from pipeline.modeling.design import design_matrix
@@ -107,6 +108,7 @@ ACCOUNT_COLUMNS = [
     "context",
     "top_families",
     "top_features",
+    *MARK_COLUMNS,
 ]
 TREND_COLUMNS = ["week", "n_accounts", "arr_total", "expected_arr_at_risk", "mean_probability"]
 
@@ -123,6 +125,8 @@ class ScoreSettings:
     rank_by: str = "expected_arr_at_risk"
     high_risk: float = 0.35
     medium_risk: float = 0.15
+    # score.action_floor: the lowest risk band an action list holds.
+    action_floor: str = "medium"
     top_reasons: int = 3
     renewal_window_days: int = 90
     change_threshold: float = 0.05
@@ -133,6 +137,13 @@ class ScoreSettings:
     stale_after_days: dict[str, int] = field(default_factory=dict)
     # Accounts this young are compared with peers of their tenure (features.onboarding_days).
     onboarding_days: int = 90
+    marks: MarkSettings = field(default_factory=MarkSettings)  # score.marks
+
+    @property
+    def floor_probability(self) -> float:
+        """The probability at which the action floor's band starts (0 for "low": every
+        account); tied to the risk bands so the list and the band column never disagree."""
+        return {"high": self.high_risk, "medium": self.medium_risk, "low": 0.0}[self.action_floor]
 
 
 def score_settings(config: Config) -> ScoreSettings:
@@ -143,6 +154,7 @@ def score_settings(config: Config) -> ScoreSettings:
         rank_by=cfg.rank_by,
         high_risk=cfg.risk_bands.high,
         medium_risk=cfg.risk_bands.medium,
+        action_floor=cfg.action_floor,
         top_reasons=cfg.top_reasons,
         renewal_window_days=cfg.renewal_window_days,
         change_threshold=cfg.change_threshold,
@@ -152,6 +164,7 @@ def score_settings(config: Config) -> ScoreSettings:
         drift_bins=cfg.drift.bins,
         stale_after_days=dict(cfg.stale_after_days),
         onboarding_days=config.features.onboarding_days,
+        marks=cfg.marks,
     )
 
 
@@ -341,6 +354,7 @@ def score_accounts(
     as_of: date,
     settings: ScoreSettings,
     num_threads: int = 0,
+    marks: pd.DataFrame | None = None,
 ) -> ScoreResult:
     """Score, explain and list every account active at `as_of`.
 
@@ -370,16 +384,30 @@ def score_accounts(
 
     owners = _owners(accounts, csms)
     scored = _base_frame(now, p_now, owners)
-    scored["list_rank"] = rank_lists(
-        scored, capacity=settings.capacity_per_csm, rank_by=settings.rank_by
-    ).to_numpy()
+    # CSMs' marks recorded before as-of (pipeline.lists.marks): held accounts are not ranked.
+    scored = apply_marks(scored, marks, as_of=as_of, **settings.marks.model_dump())
+    scored["list_rank"] = (
+        rank_lists(
+            scored[~scored["mark_hold"]],
+            capacity=settings.capacity_per_csm,
+            rank_by=settings.rank_by,
+            floor=settings.floor_probability,
+        )
+        .reindex(scored.index)
+        .to_numpy()
+    )
     renewal = pd.to_datetime(now["renewal_date"])
     scored["days_to_renewal"] = (renewal - pd.Timestamp(as_of)).dt.days.astype("int64")
 
     before_mask = (table["snapshot_date"] == previous_week).to_numpy()
     before = _base_frame(table[before_mask], probability[before_mask], owners)
     before["list_rank"] = (
-        rank_lists(before, capacity=settings.capacity_per_csm, rank_by=settings.rank_by)
+        rank_lists(
+            before,
+            capacity=settings.capacity_per_csm,
+            rank_by=settings.rank_by,
+            floor=settings.floor_probability,
+        )
         if len(before)
         else pd.Series(dtype="Int64")
     ).to_numpy()
@@ -433,6 +461,7 @@ def score_accounts(
             "moved_most_feature": movers["moved_most_feature"],
             "moved_most": movers["moved_most"],
             **{c: reasons[c] for c in reasons.columns},
+            **{c: scored[c].to_numpy() for c in MARK_COLUMNS},
         }
     )
     for column in (
@@ -627,10 +656,12 @@ def run_score(
     model_ref: str,
     reference_features: Path | None,
     out_dir: Path | None,
+    marks_path: Path | None = None,
 ) -> ListsManifest:
     """The score stage's edge: validated tables and a model in; the lists out.
 
-    Writes `out_dir` (default reports/lists/<as-of>) atomically and returns the manifest.
+    `marks_path` is the CSMs' marks log (`churn mark`); absent or None: no marks. Writes
+    `out_dir` (default reports/lists/<as-of>) atomically and returns the manifest.
     """
     settings = score_settings(config)
     data_as_of = config.base.as_of_date
@@ -679,7 +710,10 @@ def run_score(
     accounts = pd.read_parquet(interim_path(interim_dir, "accounts"))
     csms_path = interim_path(interim_dir, "csms")
     csms = pd.read_parquet(csms_path) if "csms" in tables and csms_path.is_file() else None
-    result = score_accounts(table, model, features, accounts, csms, as_of=as_of, settings=settings)
+    marks = read_marks(marks_path) if marks_path is not None else None
+    result = score_accounts(
+        table, model, features, accounts, csms, as_of=as_of, settings=settings, marks=marks
+    )
 
     warnings = source_warnings(
         report,

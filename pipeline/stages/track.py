@@ -64,6 +64,34 @@ def in_dvc_experiment() -> bool:
     return bool(os.environ.get("DVC_EXP_BASELINE_REV") or os.environ.get("DVC_EXP_NAME"))
 
 
+def run_name_and_tags(
+    *, learner: str, as_of_date: str, environ: dict[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """The MLflow run's name and the tags a data scientist filters on in the UI.
+
+    The name says what changed: inside `dvc exp run` it is DVC's experiment name (the one
+    `dvc exp show` lists), so the two tools name the same run alike; otherwise the learner and
+    the data's as-of date ("blend 2026-11-16"). The tags carry the same facts as separate
+    fields (`data_as_of`, `learner`, `dvc_experiment`, `dvc_baseline_rev`), because a name is
+    for reading and a tag is for filtering (`tags.data_as_of = '2026-11-16'`).
+    """
+    env = os.environ if environ is None else environ
+    experiment_name = env.get("DVC_EXP_NAME", "")
+    baseline = env.get("DVC_EXP_BASELINE_REV", "")
+    tags = {"data_as_of": as_of_date, "learner": learner}
+    if experiment_name:
+        tags["dvc_experiment"] = experiment_name
+    if baseline:
+        tags["dvc_baseline_rev"] = baseline
+    if experiment_name:
+        name = f"{experiment_name} ({learner} {as_of_date})"
+    elif baseline:
+        name = f"dvc exp on {baseline[:7]} ({learner} {as_of_date})"
+    else:
+        name = f"{learner} {as_of_date}"
+    return name, tags
+
+
 def decide_champion(
     comparison: Comparison | None,
     *,
@@ -296,7 +324,11 @@ def log_training_run(
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     client = MlflowClient()
-    with _no_url_printing(tracking_uri), mlflow.start_run() as run:
+    run_name, identity_tags = run_name_and_tags(
+        learner=str(model.info.get("learner", "lightgbm")),
+        as_of_date=str(config.base.as_of_date),
+    )
+    with _no_url_printing(tracking_uri), mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params(flat)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.set_tags(
@@ -304,9 +336,9 @@ def log_training_run(
                 "git_commit": git_commit(),
                 "data_md5": file_md5(features_path),
                 "split": str(model.info["split"]),
-                "learner": str(model.info.get("learner", "lightgbm")),
                 "selection_chosen": str(model.info.get("selection", {}).get("chosen", "")),
                 "model_hash": model_hash,
+                **identity_tags,
             }
         )
         from pipeline.modeling.pyfunc_model import ChurnModel

@@ -185,6 +185,7 @@ COMMANDS = [
     ["weekly", "--dry-run"],
     ["registry"],
     ["promote", "--version", "1"],
+    ["mark", "marks.csv", "--csm", "csm_1"],
 ]
 
 

@@ -11,6 +11,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from pipeline.core.errors import ListError
 from pipeline.lists.ranking import rank_lists
 from pipeline.lists.render import (
     LIST_COLUMNS,
@@ -62,6 +63,35 @@ def test_lists_rank_own_accounts_break_ties_by_id_and_cut_at_capacity():
         None,
         1,
     ]
+
+
+def test_action_list_holds_only_accounts_at_or_above_the_floor():
+    # C has the most ARR at risk (100) but is below the floor: without it, C would take the top
+    # slot and crowd out the riskier D at capacity 2.
+    frame = scored(
+        [
+            ("A", "C1", 100.0, 0.5, 10),  # 50 at risk
+            ("C", "C1", 1000.0, 0.1, 10),  # 100 at risk, low risk: on no list
+            ("D", "C1", 10.0, 0.9, 10),  # 9 at risk, high risk
+            ("E", None, 1e6, 0.05, 10),  # unassigned and low risk: on no list either
+            ("F", None, 10.0, 0.15, 10),  # exactly at the floor: listed
+        ]
+    )
+    ranks = rank_lists(frame, capacity=2, rank_by="expected_arr_at_risk", floor=0.15)
+    assert ranks.astype(object).where(ranks.notna(), None).tolist() == [1, None, 2, None, 1]
+    assert frame.loc[ranks.notna().to_numpy(), "probability"].min() >= 0.15
+    # floor 0 lists every account, as before the floor existed.
+    assert rank_lists(frame, capacity=2, rank_by="expected_arr_at_risk").notna().sum() == 4
+    with pytest.raises(ListError, match="floor"):
+        rank_lists(frame, capacity=2, rank_by="probability", floor=1.5)
+
+
+def test_score_settings_floor_follows_the_risk_bands():
+    from pipeline.stages.score import ScoreSettings
+
+    assert ScoreSettings(capacity_per_csm=5, medium_risk=0.2).floor_probability == 0.2
+    assert ScoreSettings(capacity_per_csm=5, action_floor="high").floor_probability == 0.35
+    assert ScoreSettings(capacity_per_csm=5, action_floor="low").floor_probability == 0.0
 
 
 def test_flags_new_risen_fallen_and_renewal():

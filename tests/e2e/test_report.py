@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.registry import build_registry
 from pipeline.cli import app
 from pipeline.core.config import ConfigError, ReportSection, parse_config
 from pipeline.lists.manifest import manifest_bytes, parse_manifest
@@ -27,7 +26,6 @@ from pipeline.stages.report import (
     COHORT_FIRST_90,
     ListOutputs,
     ReportError,
-    ReportInputs,
     build_report,
     check_lists,
     driver_importance,
@@ -44,141 +42,19 @@ from pipeline.stages.report import (
     with_cohort,
 )
 from tests.chromium import Browser, chromium_binary, evaluate, full_page_screenshot, load
+from tests.report_fixtures import (
+    REGISTRY,
+    TINY_METRICS,
+    small_settings,
+    tiny_inputs,
+    tiny_lists,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-REGISTRY = build_registry((30, 90))
-HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
 runner = CliRunner()
 
 
 # --- tiny inputs -----------------------------------------------------------------------------
-
-
-def tiny_lists(n: int = 24, *, weeks: int = 3, seed: int = 0) -> ListOutputs:
-    """n accounts scored on four features, in the score stage's file format."""
-    rng = np.random.default_rng(seed)
-    ids = pd.Index([f"A{i:03d}" for i in range(n)], name="account_id")
-    features = pd.DataFrame(
-        {
-            "active_users_30d": rng.integers(0, 50, n).astype(float),
-            "sla_breaches_90d": rng.integers(0, 5, n).astype(float),
-            "tenure_days": rng.integers(10, 900, n).astype(float),
-            "segment": rng.choice(["smb", "mid_market", "enterprise"], n),
-        },
-        index=ids,
-    )
-    features.loc[ids[0], "active_users_30d"] = np.nan
-    shap = pd.DataFrame(
-        {
-            "active_users_30d": -0.02 * (features["active_users_30d"].fillna(25) - 25),
-            "sla_breaches_90d": 0.1 * features["sla_breaches_90d"],
-            "tenure_days": rng.normal(0, 0.05, n),
-            "segment": rng.normal(0, 0.01, n),
-        },
-        index=ids,
-    )
-    probability = 1 / (1 + np.exp(-(-1.5 + shap.sum(axis=1).to_numpy())))
-    arr = rng.uniform(1_000, 100_000, n).round(2)
-    csm = np.where(np.arange(n) % 2 == 0, "CSM1", "CSM2")
-    accounts = pd.DataFrame(
-        {
-            "as_of": pd.Timestamp("2026-11-16").date(),
-            "account_id": ids.astype("string"),
-            "account_name": [HOSTILE if i == 0 else f"Account {i}" for i in range(n)],
-            "csm_id": csm,
-            "csm_name": np.where(csm == "CSM1", "Ada Lovelace", HOSTILE),
-            "segment": features["segment"].to_numpy(),
-            "region": rng.choice(["emea", "na"], n),
-            "tenure_days": features["tenure_days"].astype("int64").to_numpy(),
-            "first_90_days": (features["tenure_days"] < 90).to_numpy(),
-            "arr": arr,
-            "probability": probability,
-            "risk_band": np.where(probability > 0.3, "high", "low"),
-            "expected_arr_at_risk": probability * arr,
-            "renewal_date": pd.Timestamp("2027-01-01").date(),
-            "days_to_renewal": 46,
-            "on_list": np.arange(n) < 4,
-            "list_rank": pd.array([1, 1, 2, 2] + [None] * (n - 4), dtype="Int64"),
-            "reasons": "Support and SLA breaches: 3 SLA breaches",
-        }
-    )
-    trend = pd.DataFrame(
-        {
-            "week": [str(pd.Timestamp("2026-11-16") - pd.Timedelta(weeks=k)) for k in range(weeks)][
-                ::-1
-            ],
-            "n_accounts": n,
-            "arr_total": float(arr.sum()),
-            "expected_arr_at_risk": [1000.0 * (k + 1) for k in range(weeks)],
-            "mean_probability": 0.2,
-        }
-    )
-    manifest = parse_manifest(
-        {
-            "as_of": "2026-11-16",
-            "model_version": "3",
-            "model_source": "models:/churn-model@champion",
-            "data_version": "abc.dir",
-            "rank_by": "expected_arr_at_risk",
-            "capacity_per_csm": 2,
-            "base_value": -1.5,
-            "warnings": [{"kind": "drift", "message": "segment <b>shifted</b>"}],
-            "csms": [],
-            "n_accounts": n,
-            "n_listed": 4,
-            "n_unassigned": 0,
-            "arr_total": float(arr.sum()),
-            "expected_arr_at_risk": float(accounts["expected_arr_at_risk"].sum()),
-            "risk_bands": {"high": 0.3, "medium": 0.15},
-            "risk_band_counts": {"high": int((probability > 0.3).sum()), "medium": 0, "low": 0},
-            "previous_week": "2026-11-09",
-            "trend_weeks": weeks,
-            "shap_method": "tree_path_dependent",
-            "additivity_max_error": 0.0,
-            "drift_checked": False,
-        }
-    )
-    return ListOutputs(manifest, accounts, shap, features, trend)
-
-
-TINY_METRICS = {
-    "roc_auc": 0.81,
-    "pr_auc": 0.4,
-    "ece": 0.03,
-    "health_score_roc_auc": 0.7,
-    "oracle_roc_auc": 0.9,
-    "segment_smb_rows": 50.0,
-    "segment_smb_roc_auc": 0.8,
-    "segment_enterprise_rows": 500.0,
-}
-
-
-def tiny_inputs(lists: ListOutputs | None = None, **changes) -> ReportInputs:
-    values = {
-        "lists": lists or tiny_lists(),
-        "metrics": TINY_METRICS,
-        "backtest": {"backtest_precision_at_capacity": 0.4, "backtest_median_warning_days": None},
-        "feature_summary": {
-            "families_available": ["usage", "support"],
-            "families_unavailable": ["training"],
-            "families_partial": [],
-        },
-        "training_info": {"split": {"valid_start": "2025-01-01", "valid_end": "2025-03-31"}},
-        "curves": {
-            "calibration": pd.DataFrame({"predicted": [0.1, 0.5], "observed": [0.12, 0.45]}),
-            "lift": pd.DataFrame({"population_share": [0, 0.5, 1], "captured_share": [0, 0.8, 1]}),
-        },
-        "registry": REGISTRY,
-        "label_horizon_days": 365,
-        "renewal_grace_days": 30,
-        "capacity_per_csm": 2,
-    }
-    values.update(changes)
-    return ReportInputs(**values)
-
-
-def small_settings() -> ReportSection:
-    return ReportSection(top_features=4, dependence_plots=2, largest_accounts=3)
 
 
 # --- core ------------------------------------------------------------------------------------
@@ -348,7 +224,7 @@ def test_trust_needs_roc_auc_and_limits_say_when_the_model_loses():
     )
     text = " ".join(limits)
     assert "no better than the rule-based health score" in text
-    assert "Only 12 test rows for the smb segment" in text
+    assert "Only 12 test rows for the SMB segment" in text
     assert "User training coverage" in text
     assert "usage is 9 days old" in text
 
@@ -382,11 +258,14 @@ class _Page(HTMLParser):
         self.images: list[str] = []
         self.urls: list[str] = []
         self.tags: list[str] = []
+        self.chunks: list[str] = []  # the text a reader sees (no style, no title)
         self._open: dict | None = None
+        self._hidden = 0
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.tags.append(tag)
+        self._hidden += tag in ("style", "title", "script")
         for name in ("src", "href", "action", "srcset", "poster", "data"):
             if attrs.get(name):
                 self.urls.append(attrs[name])
@@ -396,13 +275,20 @@ class _Page(HTMLParser):
             self._open = {**attrs, "text": ""}
 
     def handle_data(self, data):
+        if not self._hidden:
+            self.chunks.append(data)
         if self._open is not None:
             self._open["text"] += data
 
     def handle_endtag(self, tag):
+        self._hidden -= tag in ("style", "title", "script")
         if tag == "span" and self._open is not None:
             self.metrics.append(self._open)
             self._open = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.chunks)
 
 
 def parse_page(html: str) -> _Page:
@@ -706,8 +592,52 @@ def test_the_model_card_says_how_the_model_was_chosen_and_whether_the_lead_is_re
         }
 
     close = selection_summary(info(0.49))
-    assert close.startswith("Chosen by PR-AUC on 3 validation folds")
+    assert close.startswith("Chosen by PR-AUC (how well churners are ranked at the top) on 3")
     assert close.index("blend of the two 0.570") < close.index("LightGBM 0.550")
     assert "within the noise" in close
     assert "beyond the noise" in selection_summary(info(0.56))
     assert selection_summary({"split": {}}) is None  # a model from before selection
+
+
+def test_first_screen_holds_the_total_its_change_the_books_and_the_largest_accounts():
+    lists = tiny_lists(weeks=3)
+    context = build_report(
+        tiny_inputs(lists), small_settings().model_copy(update={"currency": "€"})
+    )
+    first = context.first_screen
+    accounts = lists.accounts
+    assert first["at_risk"].value == pytest.approx(accounts["expected_arr_at_risk"].sum())
+    assert first["at_risk"].display.startswith("€")
+    # trend.csv's own weeks are compared (1,000, 2,000, 3,000), never the lists with the trend
+    assert first["change"] == "up €1,000 (+50.0%) since 2026-11-09"
+    assert first["change_value"] == pytest.approx(1000.0)
+    # CSM books with their exposure: the share of the book's own ARR at risk
+    for book in first["csms"]:
+        own = accounts[accounts["csm_name"] == book["csm_name"]]
+        assert book["arr_at_risk_share"] == pytest.approx(
+            own["expected_arr_at_risk"].sum() / own["arr"].sum()
+        )
+    names = [a["account_name"] for a in first["accounts"]]
+    assert len(names) == 5
+    assert names == list(largest_at_risk(accounts, 5)["account_name"])
+    assert {s["name"] for s in first["segments"]} <= {"SMB", "Mid-market", "Enterprise"}
+    html = render_html(context)
+    assert "up €1,000 (+50.0%) since 2026-11-09" in html and "$" not in parse_page(html).text
+
+
+def test_no_earlier_week_is_said_not_invented():
+    context = build_report(tiny_inputs(tiny_lists(weeks=1)), small_settings())
+    assert context.first_screen["change"] == "no earlier week to compare with"
+    assert context.first_screen["change_value"] is None
+
+
+def test_drivers_say_which_way_they_push_and_precision_is_defined_once():
+    context = build_report(tiny_inputs(), small_settings())
+    directions = {d["feature"]: d["direction"] for d in context.drivers["features"]}
+    # the tiny SHAP values: fewer active users and more SLA breaches raise risk
+    assert directions["active_users_30d"].startswith("lower ")
+    assert directions["sla_breaches_90d"].startswith("higher ")
+    assert directions["active_users_30d"].endswith("raises risk")
+    html = render_html(context)
+    assert html.count("Precision means") == 1
+    assert "log-odds" not in html and "SHAP" not in parse_page(html).text

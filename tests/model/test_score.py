@@ -454,6 +454,11 @@ def test_accounts_without_a_known_csm_are_scored_and_on_the_unassigned_list(scor
     path = interim / "accounts.parquet"
     original = pq.read_table(path)
     frame = original.to_pandas()
+    # The riskiest accounts lose their CSM, so some are above the action floor and listed.
+    before = pd.read_parquet(scored_demo["out"] / "accounts.parquet")
+    riskiest = before.nlargest(20, "probability")["account_id"].tolist()
+    frame = frame.set_index(frame["account_id"].map({a: i for i, a in enumerate(riskiest)}))
+    frame = frame.sort_index(na_position="last").reset_index(drop=True)
     frame.loc[:9, "csm_id"] = None
     frame.loc[10:19, "csm_id"] = "CSM_GHOST"
     pq.write_table(pa.Table.from_pandas(frame, schema=original.schema), path)
@@ -468,7 +473,6 @@ def test_accounts_without_a_known_csm_are_scored_and_on_the_unassigned_list(scor
     accounts = pd.read_parquet(tmp_path / "lists" / "accounts.parquet")
     moved = set(frame.loc[:19, "account_id"])
     scored_moved = accounts[accounts["account_id"].isin(moved)]
-    before = pd.read_parquet(scored_demo["out"] / "accounts.parquet")
     active_moved = set(before["account_id"]) & moved
     assert set(scored_moved["account_id"]) == active_moved and active_moved  # none dropped
     assert len(accounts) == len(before)
@@ -482,6 +486,9 @@ def test_accounts_without_a_known_csm_are_scored_and_on_the_unassigned_list(scor
     listed = pd.read_csv(tmp_path / "lists" / unassigned.csv, dtype=str)
     capacity = scored_demo["config"].evaluate.capacity_per_csm
     assert 0 < len(listed) == unassigned.n_accounts <= capacity
+    floor = scored_demo["config"].score.risk_bands.medium  # score.action_floor: medium
+    on_list = accounts[accounts["account_id"].isin(listed["account_id"])]
+    assert (on_list["probability"] >= floor).all()
     assert set(listed["account_id"]) <= set(accounts.loc[accounts["csm_id"].isna(), "account_id"])
     assert (tmp_path / "lists" / unassigned.html).is_file()
 

@@ -423,3 +423,37 @@ def test_a_run_over_http_with_a_password_leaks_it_nowhere(
         caplog.text,
     ):
         assert_hidden(text, password)
+
+
+def test_run_name_says_what_changed_and_tags_hold_the_data_date():
+    from pipeline.stages.track import run_name_and_tags
+
+    name, tags = run_name_and_tags(learner="blend", as_of_date="2026-11-16", environ={})
+    assert name == "blend 2026-11-16"
+    assert tags == {"data_as_of": "2026-11-16", "learner": "blend"}
+    name, tags = run_name_and_tags(
+        learner="lightgbm",
+        as_of_date="2026-11-16",
+        environ={"DVC_EXP_NAME": "lr-005", "DVC_EXP_BASELINE_REV": "a1b2c3d4e5f6"},
+    )
+    assert name.startswith("lr-005") and "lightgbm 2026-11-16" in name
+    assert tags["dvc_experiment"] == "lr-005" and tags["dvc_baseline_rev"] == "a1b2c3d4e5f6"
+    name, _ = run_name_and_tags(
+        learner="lightgbm", as_of_date="2026-11-16", environ={"DVC_EXP_BASELINE_REV": "a1b2c3d4"}
+    )
+    assert "a1b2c3d" in name
+
+
+def test_logged_runs_carry_their_name_and_identity_tags(tracked, medium_demo):
+    from mlflow.tracking import MlflowClient
+
+    uri, _, first, experiment, *_ = tracked
+    client = MlflowClient(tracking_uri=uri)
+    as_of = str(medium_demo["config"].base.as_of_date)
+    plain = client.get_run(first["run_id"])
+    assert plain.info.run_name == f"lightgbm {as_of}"
+    assert plain.data.tags["data_as_of"] == as_of and plain.data.tags["learner"] == "lightgbm"
+    assert "dvc_experiment" not in plain.data.tags
+    exp = client.get_run(experiment["run_id"])
+    assert exp.info.run_name.startswith("exp-test")
+    assert exp.data.tags["dvc_experiment"] == "exp-test"

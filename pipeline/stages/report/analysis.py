@@ -226,8 +226,8 @@ def trust_metrics(metrics: Mapping[str, float], backtest: Mapping[str, float | N
     if "roc_auc" not in metrics:
         raise ReportError("metrics.json has no roc_auc: run `churn evaluate` first")
     model = [
-        ("roc_auc", "ROC-AUC", "ratio"),
-        ("pr_auc", "PR-AUC", "ratio"),
+        ("roc_auc", "Ranking quality (ROC-AUC)", "ratio"),
+        ("pr_auc", "Ranking of churners at the top (PR-AUC)", "ratio"),
         ("lift_top_decile", "Top-decile lift", "lift"),
         ("precision_at_capacity", "Precision at CSM capacity", "share"),
         ("recall_at_capacity", "Recall at CSM capacity", "share"),
@@ -241,7 +241,7 @@ def trust_metrics(metrics: Mapping[str, float], backtest: Mapping[str, float | N
             row[prefix.rstrip("_")] = _metric(metrics, prefix + key, label, "metrics", kind)
         rows.append(row)
     backtest_rows = [
-        ("backtest_precision_at_capacity", "Listed accounts that churned", "share"),
+        ("backtest_precision_at_capacity", "Precision of the replayed lists", "share"),
         ("backtest_lead_time_arr_share", "Churned ARR flagged ahead of renewal", "share"),
         ("backtest_flagged_arr_share", "Churned ARR flagged at any time", "share"),
         ("backtest_median_warning_days", "Median warning before renewal", "days"),
@@ -264,7 +264,9 @@ def trust_metrics(metrics: Mapping[str, float], backtest: Mapping[str, float | N
             "churn_rate": _metric(
                 metrics, f"segment_{seg}_churn_rate", "Churn rate", "metrics", "share"
             ),
-            "roc_auc": _metric(metrics, f"segment_{seg}_roc_auc", "ROC-AUC", "metrics", "ratio"),
+            "roc_auc": _metric(
+                metrics, f"segment_{seg}_roc_auc", "Ranking quality (ROC-AUC)", "metrics", "ratio"
+            ),
             "health_score_roc_auc": _metric(
                 metrics, f"segment_{seg}_health_score_roc_auc", "Health score", "metrics", "ratio"
             ),

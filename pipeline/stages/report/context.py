@@ -44,9 +44,14 @@ from pipeline.stages.report.page import figure_data_uri
 from pipeline.stages.report.words import (
     Metric,
     dependence_sentence,
+    direction_words,
+    group_name,
     model_card,
     model_warning,
+    precision_note,
     trust_summary,
+    warning_title,
+    week_change,
 )
 
 # The portfolio cards: key of portfolio_figures, label, how the value is written.
@@ -90,6 +95,8 @@ class ReportContext:
     trust: dict
     trend: dict
     card: dict
+    first_screen: dict = field(default_factory=dict)
+    currency: str = "$"
     figures: dict[str, EmbeddedFigure] = field(default_factory=dict)
 
 
@@ -100,6 +107,56 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def _embed(key: str, title: str, caption: str, fig: Figure) -> EmbeddedFigure:
     return EmbeddedFigure(key, title, caption, figure_data_uri(fig))
+
+
+#: Rows per block of the first screen (segments, CSM books, accounts): what fits above the fold.
+FIRST_SCREEN_ROWS = 5
+
+
+def first_screen(
+    portfolio: dict[str, float],
+    by_segment: pd.DataFrame,
+    by_csm: pd.DataFrame,
+    largest: pd.DataFrame,
+    trend: pd.DataFrame,
+    *,
+    as_of: str,
+    currency: str,
+) -> dict:
+    """How much, where and who: what a VP reads before scrolling.
+
+    How much: the expected ARR at risk and its change since the previous scored week of
+    trend.csv (said honestly when there is none). Where: the segments and the CSM books that
+    hold the most of it, each book with its exposure (the share of that CSM's ARR at risk),
+    so a small book at high risk is not hidden by a big one. Who: the largest accounts at risk.
+    """
+    trend = trend.sort_values("week").reset_index(drop=True)
+    weeks = [str(w) for w in trend["week"]] if len(trend) else []
+    latest = portfolio["expected_arr_at_risk"]
+    # The change compares trend.csv's own rows (all weeks rescored with the same model), the
+    # as-of week with the one before it, so a model change never shows up as a risk change.
+    now = previous = previous_week = None
+    at = weeks.index(as_of) if as_of in weeks else len(weeks) - 1
+    if at > 0:
+        now = float(trend.iloc[at]["expected_arr_at_risk"])
+        previous, previous_week = float(trend.iloc[at - 1]["expected_arr_at_risk"]), weeks[at - 1]
+    segments = by_segment.head(FIRST_SCREEN_ROWS).assign(
+        name=by_segment["segment"].head(FIRST_SCREEN_ROWS).map(group_name)
+    )
+    total = latest if latest > 0 else math.nan
+    segments = segments.assign(share_of_risk=segments["expected_arr_at_risk"] / total)
+    return {
+        "at_risk": Metric(
+            "expected_arr_at_risk", "Expected ARR at risk", latest, "lists", "money", currency
+        ),
+        "share": portfolio["arr_at_risk_share"],
+        "arr_total": portfolio["arr_total"],
+        "change": week_change(now, previous, previous_week=previous_week, currency=currency),
+        "change_value": None if previous is None or now is None else now - previous,
+        "segments": _records(segments),
+        "csms": _records(by_csm.head(FIRST_SCREEN_ROWS)),
+        "accounts": _records(largest.assign(segment_name=largest["segment"].map(group_name))),
+    }
 
 
 def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext:
@@ -114,7 +171,7 @@ def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext
 
     portfolio_values = portfolio_figures(accounts)
     portfolio = [
-        Metric(key, label, portfolio_values[key], "lists", kind)
+        Metric(key, label, portfolio_values[key], "lists", kind, settings.currency)
         for key, (label, kind) in PORTFOLIO_CARDS.items()
     ]
 
@@ -187,21 +244,39 @@ def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext
             )
 
     top_accounts = largest_at_risk(accounts, settings.largest_accounts)
+    # Which way each named driver pushes risk: its size alone says nothing to act on.
+    shown = importance.head(settings.top_features)
+    directions = {
+        name: direction_words(
+            registry[name].description if name in registry else name,
+            effect_direction(features[name], shap[name]),
+        )
+        for name in shown["feature"]
+    }
+    shown = shown.assign(direction=shown["feature"].map(directions))
     first_90 = by_cohort[by_cohort["tenure_cohort"] == COHORT_FIRST_90]
     latest = trend.iloc[-1] if len(trend) else None
     previous = trend.iloc[-2] if len(trend) >= 2 else None
     return ReportContext(
         as_of=str(manifest.as_of),
         portfolio=portfolio,
-        warnings=list(manifest.warnings),
+        warnings=[{**w, "title": warning_title(w.get("kind", "note"))} for w in manifest.warnings],
+        currency=settings.currency,
+        first_screen=first_screen(
+            portfolio_values,
+            by_segment,
+            csm_risk(accounts),
+            largest_at_risk(accounts, FIRST_SCREEN_ROWS),
+            trend,
+            as_of=str(manifest.as_of),
+            currency=settings.currency,
+        ),
         drivers={
-            "features": _records(importance.head(settings.top_features)),
+            "features": _records(shown),
             "families": _records(families),
             "dependence": dependence,
             "signals": int(shap.shape[1]),
-            "top_actionable": (
-                [] if warning else _records(importance[importance["actionable"]].head(3))
-            ),
+            "top_actionable": ([] if warning else _records(shown[shown["actionable"]].head(3))),
         },
         risk={
             "segment": _records(by_segment),
@@ -224,6 +299,12 @@ def build_report(inputs: ReportInputs, settings: ReportSection) -> ReportContext
             "summary": trust_summary(inputs.metrics),
             "warning": warning,
             "capacity_per_csm": inputs.capacity_per_csm,
+            "precision_note": precision_note(
+                inputs.metrics.get("precision_at_capacity"),
+                inputs.backtest.get("backtest_precision_at_capacity"),
+                capacity=inputs.capacity_per_csm,
+                rank_by=manifest.rank_by,
+            ),
         },
         trend={
             "rows": _records(trend),

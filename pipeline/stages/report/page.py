@@ -16,7 +16,14 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from matplotlib.figure import Figure
 
-from pipeline.stages.report.words import format_value, lower_first, none_if_nan, signed_money
+from pipeline.stages.report.words import (
+    DEFAULT_CURRENCY,
+    format_value,
+    group_name,
+    lower_first,
+    none_if_nan,
+    signed_money,
+)
 
 if TYPE_CHECKING:
     from pipeline.stages.report.context import ReportContext
@@ -40,8 +47,11 @@ def _text(value: object) -> str:
     return "" if value is None or value is pd.NA or value != value else str(value)
 
 
-def environment() -> Environment:
-    """The Jinja environment: autoescape on, undefined names an error, the number filters."""
+def environment(currency: str = DEFAULT_CURRENCY) -> Environment:
+    """The Jinja environment: autoescape on, undefined names an error, the number filters.
+
+    Amounts are written with the `report.currency` symbol; segment and region keys as words.
+    """
     env = Environment(
         loader=PackageLoader("pipeline.stages.report", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -49,8 +59,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = lambda v: format_value(none_if_nan(v), "money")
-    env.filters["signed_money"] = signed_money
+    env.filters["money"] = lambda v: format_value(none_if_nan(v), "money", currency)
+    env.filters["signed_money"] = lambda v: signed_money(v, currency)
+    env.filters["group"] = group_name
     env.filters["share"] = lambda v: format_value(none_if_nan(v), "share")
     env.filters["ratio"] = lambda v: format_value(none_if_nan(v), "ratio")
     env.filters["count"] = lambda v: format_value(none_if_nan(v), "count")
@@ -61,4 +72,4 @@ def environment() -> Environment:
 
 def render_html(context: ReportContext) -> str:
     """The page as one HTML string (all data-supplied text escaped by the template engine)."""
-    return environment().get_template(TEMPLATE).render(report=context)
+    return environment(context.currency).get_template(TEMPLATE).render(report=context)

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.registry import FAMILIES, Feature
+from pipeline.core.config import ReportSection
 from pipeline.lists.manifest import ListsManifest
+
+#: The currency symbol of `report.currency`'s default (the default itself lives in the config).
+DEFAULT_CURRENCY = ReportSection().currency
 
 MIN_SEGMENT_TEST_ROWS = 100  # fewer labelled test rows than this: a segment's AUC is noisy
 
@@ -24,7 +28,7 @@ MIN_SEGMENT_TEST_ROWS = 100  # fewer labelled test rows than this: a segment's A
 # --- values ----------------------------------------------------------------------------------
 
 
-def format_value(value: float | None, kind: str) -> str:
+def format_value(value: float | None, kind: str, currency: str = DEFAULT_CURRENCY) -> str:
     """A number as the page shows it ('n/a' when there is none)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -37,18 +41,22 @@ def format_value(value: float | None, kind: str) -> str:
     if kind == "count":
         return f"{value:,.0f}"
     if kind == "money":
-        return format_money(value)
+        return format_money(value, currency)
     return f"{value:.3f}"
 
 
-def format_money(value: float) -> str:
-    """ARR in a compact form (no currency: the data's currency is not known)."""
+def format_money(value: float, currency: str = DEFAULT_CURRENCY) -> str:
+    """An amount as a person writes it: '$11,819' in full, '$1.2M' from a million up.
+
+    Whole units below a million (a CSM's account is a number they know to the unit); a
+    portfolio total in millions with one decimal, because '$1,234,567' is read as 'about
+    1.2 million' anyway. A negative amount gets a real minus sign before the symbol.
+    """
+    sign = "−" if value < 0 else ""
     magnitude = abs(value)
-    if magnitude >= 1e6:
-        return f"{value / 1e6:,.2f}M"
-    if magnitude >= 1e3:
-        return f"{value / 1e3:,.1f}k"
-    return f"{value:,.0f}"
+    if round(magnitude) >= 999_950:  # what would print as $1,000,000 or more
+        return f"{sign}{currency}{magnitude / 1e6:,.1f}M"
+    return f"{sign}{currency}{magnitude:,.0f}"
 
 
 def none_if_nan(value: object) -> float | None:
@@ -59,14 +67,14 @@ def none_if_nan(value: object) -> float | None:
     return None if math.isnan(value) else value
 
 
-def signed_money(value: object) -> str:
-    """A week-over-week change: '+12.5k', '−3.1k' (a real minus sign), '–' when there is none."""
+def signed_money(value: object, currency: str = DEFAULT_CURRENCY) -> str:
+    """A week-over-week change: '+$12,500', '−$3,100' (a real minus sign), '–' when none."""
     number = none_if_nan(value)
     if number is None:
         return "–"
     if number == 0:
-        return "0"
-    return ("+" if number > 0 else "−") + format_money(abs(number))
+        return f"{currency}0"
+    return ("+" if number > 0 else "") + format_money(number, currency)
 
 
 @dataclass(frozen=True)
@@ -82,10 +90,11 @@ class Metric:
     value: float | None
     source: str  # metrics | backtest | lists
     kind: str = "ratio"  # ratio (3 decimals) | share (percent) | lift | days | count | money
+    currency: str = DEFAULT_CURRENCY
 
     @property
     def display(self) -> str:
-        return format_value(self.value, self.kind)
+        return format_value(self.value, self.kind, self.currency)
 
     @property
     def raw(self) -> str:
@@ -105,6 +114,135 @@ def lower_first(text: str) -> str:
     if len(text) > 1 and text[1].isupper():
         return text
     return text[:1].lower() + text[1:]
+
+
+#: Names a data key cannot spell the way a reader does (everything else: '_' -> ' ', capital).
+GROUP_WORDS = {
+    "smb": "SMB",
+    "mid_market": "Mid-market",
+    "na": "North America",
+    "emea": "EMEA",
+    "apac": "APAC",
+    "latam": "Latin America",
+}
+
+
+def group_name(value: object) -> str:
+    """A segment or region key as words: 'mid_market' -> 'Mid-market', 'smb' -> 'SMB'.
+
+    The data's keys are identifiers; a VP reads names. Known acronyms stay upper case, any
+    other key has its underscores turned into spaces and its first letter capitalised, so a
+    company's own segment ('strategic_accounts') reads 'Strategic accounts' without a mapping.
+    Missing values read '(none)'.
+    """
+    if value is None or value is pd.NA or value != value:
+        return "(none)"
+    text = str(value)
+    key = text.strip().lower()
+    if key in GROUP_WORDS:
+        return GROUP_WORDS[key]
+    words = text.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words.islower() else words
+
+
+def direction_words(description: str, direction: str) -> str:
+    """Which way a driver pushes risk, in words: 'lower active users raises risk'.
+
+    `direction` is `analysis.effect_direction`'s verdict (higher, lower, or anything else
+    for no simple relation); a driver's size alone does not tell a VP what to watch for.
+    """
+    lowered = lower_first(description)
+    if direction == "higher":
+        return f"higher {lowered} raises risk"
+    if direction == "lower":
+        return f"lower {lowered} raises risk"
+    return f"{lowered}: no simple more-or-less effect"
+
+
+def week_change(
+    latest: float | None,
+    previous: float | None,
+    *,
+    previous_week: str | None = None,
+    currency: str = DEFAULT_CURRENCY,
+) -> str:
+    """The change of ARR at risk since last week in words, or 'no earlier week' honestly.
+
+    'up $12,300 (+4.1%) since 2026-11-09'; 'down ...'; 'unchanged since ...'. Without an
+    earlier scored week (a first run, or trend.csv of one week) it says so instead of
+    inventing a zero change.
+    """
+    now, before = none_if_nan(latest), none_if_nan(previous)
+    if now is None or before is None:
+        return "no earlier week to compare with"
+    since = f"since {previous_week}" if previous_week else "since last week"
+    delta = now - before
+    if round(delta) == 0:
+        return f"unchanged {since}"
+    way = "up" if delta > 0 else "down"
+    share = f" ({delta / before:+,.1%})".replace("-", "−") if before > 0 else ""
+    return f"{way} {format_money(abs(delta), currency)}{share} {since}"
+
+
+#: A scoring warning's kind, glossed in plain words (the score stage writes the message).
+WARNING_GLOSS = {
+    "drift": "Data shift: a signal's values this week differ from what the model was trained "
+    "on (measured by PSI, the population stability index: above 0.25 is a large shift), so "
+    "its scores lean on less familiar data",
+    "stale": "Stale data: a source table has had no new rows for a while, so recent changes "
+    "are missing from the scores",
+    "empty": "Missing data: a source table is empty, so its signals say nothing this week",
+}
+
+
+def warning_title(kind: object) -> str:
+    """The plain heading shown before a scoring warning's message."""
+    return WARNING_GLOSS.get(str(kind), f"Note ({kind})")
+
+
+def precision_note(
+    model: float | None, backtest: float | None, *, capacity: int | None, rank_by: str | None
+) -> str | None:
+    """One definition of precision and why the page's two precision figures differ.
+
+    The evaluate stage takes each CSM's top `capacity` test accounts by churn probability at
+    each (monthly) snapshot; the backtest replays the real weekly lists, ranked as they are
+    (by `rank_by`), and pools every listed week. Same definition, two different lists: a
+    reader seeing 40% and 30% must not think one of them is wrong.
+    """
+    model, backtest = none_if_nan(model), none_if_nan(backtest)
+    if model is None and backtest is None:
+        return None
+    k = f"top {capacity}" if capacity else "top accounts"
+    text = (
+        "Precision means one thing on this page: of the accounts put on a CSM's list, the share "
+        "that churned at their renewal."
+    )
+    if model is not None:
+        text += (
+            f" On the test period, taking each CSM's {k} accounts by churn probability at each "
+            f"snapshot, it is {format_value(model, 'share')}."
+        )
+    if backtest is not None:
+        order = (
+            "expected ARR at risk (large accounts first)"
+            if rank_by == "expected_arr_at_risk"
+            else "churn probability"
+        )
+        text += (
+            f" Replaying the weekly lists as CSMs get them (ranked by {order}, every week "
+            f"counted), it is {format_value(backtest, 'share')}."
+        )
+    if model is not None and backtest is not None:
+        text += (
+            " The two differ because the lists differ: ranking by revenue at stake puts some "
+            "large, less likely accounts on the list, and an account that stays listed for "
+            "several weeks counts once per week in the replay."
+            if rank_by == "expected_arr_at_risk"
+            else " The two differ because the replay counts an account once for every week it "
+            "stays listed, and its weeks are not the test snapshots."
+        )
+    return text
 
 
 # --- sentences -------------------------------------------------------------------------------
@@ -142,7 +280,8 @@ def model_warning(metrics: Mapping[str, float], training_info: Mapping[str, obje
     trees = training_info.get("best_iteration")
     if low is not None and float(low) <= 0.5:
         return (
-            f"This model is not reliably better than chance: its ROC-AUC on the test period "
+            f"This model is not reliably better than chance: its ranking quality (ROC-AUC) on the "
+            f"test period "
             f"could be as low as {float(low):.3f} (90% interval over accounts; 0.5 is a coin "
             "toss). Do not act on its drivers; use the lists with care and look at the data."
         )
@@ -162,7 +301,10 @@ def trust_summary(metrics: Mapping[str, float]) -> str:
     of the two, and says plainly when a baseline does as well or better.
     """
     model = float(metrics["roc_auc"])
-    text = f"On the test period the model's ROC-AUC is {model:.3f}"
+    text = (
+        "On the test period the model's ranking quality (ROC-AUC: the chance that it ranks an "
+        f"account that churned above one that renewed; 0.5 is a coin flip) is {model:.3f}"
+    )
     low, high = metrics.get("roc_auc_low"), metrics.get("roc_auc_high")
     if low is not None and high is not None:
         text += f" (90% interval over accounts: {float(low):.3f} to {float(high):.3f})"
@@ -243,14 +385,16 @@ def known_limits(
     if health is not None and model is not None and float(model) <= float(health):
         limits.append(
             f"On the test period the model ranks accounts no better than the rule-based health "
-            f"score (ROC-AUC {float(model):.3f} against {float(health):.3f}): use its lists "
+            f"score (ranking quality, ROC-AUC, {float(model):.3f} against {float(health):.3f}): "
+            "use its lists "
             "alongside the health score, not instead of it."
         )
     for key, rows in sorted(metrics.items()):
         if key.startswith("segment_") and key.endswith("_rows") and rows < MIN_SEGMENT_TEST_ROWS:
             segment = key[len("segment_") : -len("_rows")]
             limits.append(
-                f"Only {rows:.0f} test rows for the {segment} segment: its ROC-AUC is uncertain."
+                f"Only {rows:.0f} test rows for the {group_name(segment)} segment: its ranking "
+                "quality (ROC-AUC) is uncertain."
             )
     missing = list(feature_summary.get("families_unavailable") or [])
     partial = list(feature_summary.get("families_partial") or [])
@@ -266,7 +410,8 @@ def known_limits(
         )
     for warning in warnings:
         if warning.get("message"):
-            limits.append(f"Scoring warning ({warning.get('kind', 'note')}): {warning['message']}")
+            title = warning_title(warning.get("kind", "note"))
+            limits.append(f"{title}. {warning['message']}")
     return limits
 
 
@@ -275,7 +420,11 @@ CANDIDATE_NAMES = {
     "logistic": "logistic regression",
     "blend": "blend of the two",
 }
-METRIC_NAMES = {"pr_auc": "PR-AUC", "roc_auc": "ROC-AUC", "log_loss": "log loss"}
+METRIC_NAMES = {
+    "pr_auc": "PR-AUC (how well churners are ranked at the top)",
+    "roc_auc": "ROC-AUC (ranking quality: the chance a churner is ranked above a renewal)",
+    "log_loss": "log loss (how close the probabilities are to what happened)",
+}
 
 
 def selection_summary(training_info: Mapping[str, object]) -> str | None:
