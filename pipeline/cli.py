@@ -498,7 +498,7 @@ def _score(
     model: str,
     reference: Path,
     out: Path | None,
-    marks: Path | None = LAYOUT.marks,
+    marks: Path | None,
 ):
     from pipeline.stages.score import run_score
 
@@ -534,6 +534,13 @@ def score(
         Path | None,
         typer.Option(help="Output directory; default: reports/lists/<as-of>."),
     ] = None,
+    marks: Annotated[
+        Path | None,
+        typer.Option(
+            help="The CSMs' marks log to respect (churn mark); default: none, so the DVC stage "
+            "depends only on tracked inputs. `churn weekly` reads data/marks/marks.parquet."
+        ),
+    ] = None,
 ) -> None:
     """Score every active account, explain it and write each CSM's ranked at-risk list."""
     config = _config(params_path)
@@ -545,6 +552,7 @@ def score(
             model=model,
             reference=reference,
             out=out,
+            marks=marks,
         )
     except ChurnError as err:
         _fail(err)
@@ -683,6 +691,15 @@ def contract(write: WriteDocOption = None) -> None:
         _fail(err)
 
 
+ChannelOption = Annotated[
+    str,
+    typer.Option(
+        help="The delivery channel: email (SMTP) or webhook (a Slack-compatible URL from the "
+        "environment variable deliver.webhook.url_env names)."
+    ),
+]
+
+
 @app.command()
 def deliver(
     params_path: ParamsOption = DEFAULT_PARAMS,
@@ -714,12 +731,15 @@ def deliver(
         bool,
         typer.Option(help="Send again the lists the delivery log already records as sent."),
     ] = False,
+    channel: ChannelOption = "email",
 ) -> None:
-    """Email each CSM their own list (HTML body, CSV attached) over SMTP.
+    """Email each CSM their own list (HTML body, CSV attached) over SMTP, or post it to a
+    webhook (--channel webhook: one Slack-compatible message per CSM with their top accounts).
 
     SMTP settings come from the deliver section of params.yaml, the login from the environment
-    variables it names. Exit code 1 when some CSM's delivery failed (the others still go out;
-    a rerun sends only what is missing), 2 on a settings or manifest error (nothing sent).
+    variables it names; the webhook URL from the variable deliver.webhook.url_env names.
+    Exit code 1 when some CSM's delivery failed (the others still go out; a rerun sends only
+    what is missing), 2 on a settings or manifest error (nothing sent).
     """
     config = _config(params_path)
     from pipeline.stages.deliver import run_deliver
@@ -734,6 +754,7 @@ def deliver(
             outbox=outbox,
             log_path=log_file,
             resend=resend,
+            channel=channel,
         )
     except ChurnError as err:
         _fail(err)
@@ -794,6 +815,7 @@ def weekly(
             "ingest.max_quarantine_share of a table (each reason is logged as a warning).",
         ),
     ] = False,
+    channel: ChannelOption = "email",
 ) -> None:
     """The weekly job (for cron): ingest the fresh extract, score the week, write each CSM's
     list and email it, all at one as-of date.
@@ -831,6 +853,7 @@ def weekly(
             model=model,
             reference=reference,
             out=lists,
+            marks=LAYOUT.marks,
         )
         holds = delivery_holds(
             manifest.warnings,
@@ -844,7 +867,7 @@ def weekly(
             raise typer.Exit(code=HELD_EXIT_CODE)
         for reason in holds:
             log.warning("delivering despite bad data (--force): %s", reason)
-        result = run_deliver(config, lists, dry_run=dry_run)
+        result = run_deliver(config, lists, dry_run=dry_run, channel=channel)
     except ChurnError as err:
         _fail(err)
     _report_delivery(result)

@@ -419,12 +419,32 @@ class MarkSettings(Section):
     back_margin: Share = 0.10
 
 
+class UrgencySettings(Section):
+    """How much a renewal's nearness raises an account on the lists (score.urgency).
+
+    priority = rank_by x weight(days to renewal): weight 1 for a renewal within
+    `horizon_days` (or already past), then decaying smoothly towards `floor`, halving its
+    distance to the floor every `half_life_days`. Bounded in [floor, 1], never 0, and never
+    rising with a later renewal; `enabled: false` (or floor 1) ranks by rank_by alone.
+    """
+
+    enabled: Bool = True
+    horizon_days: NonNegativeInt = 90
+    half_life_days: PositiveInt = 90
+    floor: Annotated[float, Strict(), Field(gt=0.0, le=1.0)] = 0.5
+
+
 class ScoreSection(Section):
     """The weekly lists: ranking, bands, reasons, flags, trend, drift and freshness warnings."""
 
     rank_by: RankBy = "expected_arr_at_risk"
+    # Renewal urgency in the rank: lists rank by priority = rank_by x urgency weight.
+    urgency: UrgencySettings = Field(default_factory=UrgencySettings)
     # The lowest risk band on a CSM's action list: accounts below it need no action this week.
     action_floor: Literal["high", "medium", "low"] = "medium"
+    # At most this many accounts below the floor per CSM on a short "watch" section (risen
+    # since last week, or renewing soon); 0 switches the section off.
+    watch_per_csm: NonNegativeInt = 3
     risk_bands: RiskBands = Field(default_factory=RiskBands)
     top_reasons: PositiveInt = 3
     renewal_window_days: NonNegativeInt = 90
@@ -462,6 +482,25 @@ class MlflowSection(Section):
     promotion_confidence: Annotated[float, Strict(), Field(gt=0.5, lt=1)] = 0.9
 
 
+class WebhookSettings(Section):
+    """The webhook (Slack-compatible) channel: `churn deliver --channel webhook`.
+
+    The URL is a secret (whoever holds it can post to the channel), so only the name of the
+    environment variable that holds it sits here.
+    """
+
+    url_env: Str = "CHURN_WEBHOOK_URL"
+    # Accounts per CSM message (the top of their list); Slack allows 50 blocks per message.
+    top_accounts: Annotated[int, Strict(), Field(ge=1, le=45)] = 5
+    timeout_seconds: Annotated[float, Strict(), Field(gt=0)] = 10.0
+    # Tries per message when the server answers 429 or 5xx or the connection fails.
+    max_attempts: Annotated[int, Strict(), Field(ge=1, le=10)] = 4
+    # Wait before the second try, doubled before each further one (unless Retry-After says).
+    backoff_seconds: Annotated[float, Strict(), Field(ge=0)] = 1.0
+    # The longest Retry-After honoured; a server asking for longer waits this long.
+    max_retry_after_seconds: Annotated[float, Strict(), Field(ge=0)] = 30.0
+
+
 class DeliverSection(Section):
     """Sending the lists. Secrets never sit here: the *_env keys name environment variables."""
 
@@ -475,6 +514,7 @@ class DeliverSection(Section):
     from_name: Str | None = None
     reply_to: Str | None = None
     empty_list: Literal["note", "skip"] = "note"
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @property
     def smtp_port(self) -> int:

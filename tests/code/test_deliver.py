@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import socket
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from email import policy
 from pathlib import Path
 
@@ -28,13 +28,27 @@ from pipeline.cli import app
 from pipeline.core.config import Config, parse_config
 from pipeline.core.errors import ConfigError, DeliveryError
 from pipeline.core.layout import deliveries_dir_for
+from pipeline.core.secrets import redact
 from pipeline.lists.manifest import read_manifest
 from pipeline.stages.deliver import run_deliver
 from pipeline.stages.deliver.channel import Message, safe_token
-from pipeline.stages.deliver.email import attachment_filename
+from pipeline.stages.deliver.email import (
+    EmailChannel,
+    attachment_filename,
+    rfc5322_date,
+    stamped_with_send_time,
+)
 from pipeline.stages.deliver.journal import JOURNAL_FILE, LOCK_FILE, DeliveryJournal, run_lock
 from pipeline.stages.deliver.registry import CHANNELS
 from pipeline.stages.deliver.settings import SmtpSettings, delivery_settings, smtp_credentials
+from pipeline.stages.deliver.webhook import (
+    clip,
+    escape_mrkdwn,
+    retry_after_seconds,
+    url_secrets,
+    webhook_url,
+)
+from pipeline.stages.deliver.webhook import format_money as webhook_money
 from tests.conftest import tiny_raw_tables, write_dir
 
 # Plain-text AUTH is fine on loopback in tests; production uses starttls or ssl.
@@ -317,6 +331,91 @@ def test_credentials_come_from_the_environment_and_a_failed_login_is_tried_once(
     assert len(handler.logins) == attempts
 
 
+# --- Date: the send time; Message-ID: the content -------------------------------------------
+
+
+def _clocked_email(monkeypatch, clock):
+    """Register the email channel with an injected send clock (what the tests control)."""
+    monkeypatch.setitem(
+        CHANNELS, "email", lambda cfg: EmailChannel.from_config(cfg.deliver, clock=clock)
+    )
+
+
+def test_a_real_send_is_dated_with_the_time_it_is_sent(tmp_path, smtp_server, monkeypatch):
+    port, handler = smtp_server
+    lists = write_lists(tmp_path)
+    sent_at = datetime(2026, 11, 17, 6, 30, 5, 123456, tzinfo=UTC)
+    _clocked_email(monkeypatch, lambda: sent_at)
+    run_deliver(config(port), lists, environ=ENV)
+    dates = {item["rcpt_tos"][0]: item["message"]["Date"] for item in handler.received}
+    assert len(dates) == 3
+    for header in dates.values():
+        assert str(header) == "Tue, 17 Nov 2026 06:30:05 +0000"  # RFC 5322, UTC
+        assert abs((header.datetime - sent_at).total_seconds()) < 1
+
+    # Without an injected clock: the wall clock at the send, not the as-of date.
+    monkeypatch.undo()
+    handler.received.clear()
+    before = datetime.now(UTC)
+    run_deliver(config(port), lists, environ=ENV, resend=True)
+    after = datetime.now(UTC)
+    for item in handler.received:
+        moment = item["message"]["Date"].datetime
+        assert moment.utcoffset().total_seconds() == 0
+        assert before.replace(microsecond=0) - timedelta(seconds=1) <= moment <= after
+
+
+def test_the_message_id_does_not_move_with_the_date(tmp_path, smtp_server, monkeypatch):
+    """Two sends of one list at different times: one Message-ID, two Dates; a send cut off
+    mid-way is resent with its Message-ID and the new time."""
+    port, handler = smtp_server
+    lists = write_lists(tmp_path)
+    first_time = datetime(2026, 11, 16, 7, 0, 0, tzinfo=UTC)
+    later = datetime(2026, 11, 16, 9, 45, 30, tzinfo=UTC)
+    _clocked_email(monkeypatch, lambda: first_time)
+    run_deliver(config(port), lists, environ=ENV)
+    first = {i["rcpt_tos"][0]: i["message"] for i in handler.received}
+
+    # As a kill after the server stored dave's note but before its `sent` record leaves it.
+    journal = deliveries_dir_for(lists) / JOURNAL_FILE
+    journal.write_text("".join(journal.read_text().splitlines(keepends=True)[:5]))
+    (deliveries_dir_for(lists) / "delivery.json").unlink()
+    handler.received.clear()
+    _clocked_email(monkeypatch, lambda: later)
+    result = run_deliver(config(port), lists, environ=ENV)
+    (resent,) = handler.received
+    assert resent["rcpt_tos"] == ["dave@example.com"]
+    assert resent["message"]["Message-ID"] == first["dave@example.com"]["Message-ID"]
+    assert resent["message"]["Date"].datetime == later
+    assert first["dave@example.com"]["Date"].datetime == first_time
+    dave = next(o for o in result.outcomes if o.csm_id == "dave")
+    assert "same Message-ID" in dave.detail
+
+    # --resend at yet another time: every id the same as the first send's.
+    handler.received.clear()
+    _clocked_email(monkeypatch, lambda: later + timedelta(days=1))
+    run_deliver(config(port), lists, environ=ENV, resend=True)
+    again = {i["rcpt_tos"][0]: i["message"] for i in handler.received}
+    assert {r: m["Message-ID"] for r, m in again.items()} == {
+        r: m["Message-ID"] for r, m in first.items()
+    }
+    assert {m["Date"].datetime for m in again.values()} == {later + timedelta(days=1)}
+
+
+def test_the_send_date_is_stamped_on_a_copy_and_must_be_aware(tmp_path):
+    lists = write_lists(tmp_path)
+    built = EmailChannel.from_config(config(25).deliver).build(
+        read_manifest(lists).csms[0], lists, read_manifest(lists)
+    )
+    moment = datetime(2026, 11, 16, 8, 0, tzinfo=timezone(timedelta(hours=2)))
+    stamped = stamped_with_send_time(built.payload, moment)
+    assert stamped["Date"] == "Mon, 16 Nov 2026 06:00:00 +0000"  # converted to UTC
+    assert built.payload["Date"] == "Mon, 16 Nov 2026 00:00:00 +0000"  # the preview, unchanged
+    assert stamped["Message-ID"] == built.payload["Message-ID"]
+    with pytest.raises(ValueError, match="naive"):
+        rfc5322_date(datetime(2026, 11, 16, 8, 0))
+
+
 # --- dry run ---------------------------------------------------------------------------------
 
 
@@ -331,7 +430,12 @@ def test_dry_run_writes_byte_identical_eml_files_on_rerun(tmp_path):
     first_log = (deliveries_dir_for(lists) / "delivery.json").read_bytes()
     assert {o.status for o in result.outcomes} == {"dry-run", "skipped"}
 
-    run_deliver(config(closed_port), lists, dry_run=True, outbox=outbox, environ={})
+    # A rerun at another time writes the same bytes: a dry run's Date is the as-of preview.
+    time_moves = iter(datetime(2026, 12, d, 12, tzinfo=UTC) for d in range(1, 30))
+    channel = EmailChannel.from_config(config(closed_port).deliver, clock=lambda: next(time_moves))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(CHANNELS, "email", lambda cfg: channel)
+        run_deliver(config(closed_port), lists, dry_run=True, outbox=outbox, environ={})
     assert {f.name: f.read_bytes() for f in sorted(outbox.glob("*.eml"))} == first
     assert (deliveries_dir_for(lists) / "delivery.json").read_bytes() == first_log
 
@@ -371,6 +475,9 @@ def test_manifest_fields_the_email_does_not_show_leave_its_bytes_alone(tmp_path)
 
 
 # --- the channel interface: the run loop and the log know no email ---------------------------
+
+
+MEMORY_LOG = "delivery.memory.json"  # each channel but email keeps its own summary log
 
 
 class MemoryChannel:
@@ -425,7 +532,7 @@ def test_a_second_channel_needs_only_its_module_and_a_registration(tmp_path, mon
         "dave": ("sent", "", "#dave"),
     }
     assert [m.payload for m in channel.sent] == ["alice:3", "dave:0"]
-    logged = json.loads((deliveries_dir_for(lists) / "delivery.json").read_text())
+    logged = json.loads((deliveries_dir_for(lists) / MEMORY_LOG).read_text())
     assert logged["mode"] == "memory" and logged["counts"]["skipped_no_email"] == 1
 
     # The "already sent" check works on the channel's own message ids.
@@ -486,7 +593,7 @@ def test_a_send_cut_off_mid_way_is_sent_again_with_the_same_message_id(tmp_path,
     # recorded as started only, and the run never wrote its summary.
     lines = _journal(lists).read_text().splitlines(keepends=True)
     _journal(lists).write_text("".join(lines[:5]))
-    (deliveries_dir_for(lists) / "delivery.json").unlink()
+    (deliveries_dir_for(lists) / MEMORY_LOG).unlink()
 
     channel.sent.clear()
     second = _memory_run(monkeypatch, lists, channel)
@@ -529,7 +636,7 @@ def test_a_journal_that_cannot_be_written_stops_the_run_before_the_next_send(tmp
     with pytest.raises(DeliveryError, match="no space left"):
         _memory_run(monkeypatch, lists, channel)
     assert [m.csm_id for m in channel.sent] == ["alice", "bob"]  # not dave, unrecorded
-    logged = json.loads((deliveries_dir_for(lists) / "delivery.json").read_text())
+    logged = json.loads((deliveries_dir_for(lists) / MEMORY_LOG).read_text())
     sent = [row["csm_id"] for row in logged["csms"] if row["status"] == "sent"]
     assert sent == ["alice", "bob"]
 
@@ -857,3 +964,103 @@ def test_weekly_stops_before_delivery_when_scoring_fails(tmp_path, monkeypatch):
     result = runner.invoke(app, ["weekly", "--params", _params_file(tmp_path), "--no-ingest"])
     assert result.exit_code == 2
     assert "sla_breaches_90d" in result.output and "Traceback" not in result.output
+
+
+# --- the webhook channel's pure parts (against a real HTTP server: tests/e2e/test_webhook.py) -
+
+
+def test_slack_escaping_covers_exactly_slacks_three_characters():
+    assert escape_mrkdwn("<!channel> A&B <https://x.example|y> <@U1>") == (
+        "&lt;!channel&gt; A&amp;B &lt;https://x.example|y&gt; &lt;@U1&gt;"
+    )
+    assert escape_mrkdwn("&lt;") == "&amp;lt;"  # & first: an entity in the data stays text
+    assert escape_mrkdwn('O\'Brien "Co" *bold*') == 'O\'Brien "Co" *bold*'
+    assert clip("a\nb   c", 10) == "a b c"
+    assert clip("x" * 20, 10) == "x" * 9 + "…"
+
+
+@pytest.mark.parametrize("value", [0.0, 12.5, 11_819.4, -3_100.0, 999_949.0, 999_950.0, 1.23e7])
+def test_webhook_amounts_read_as_on_the_leadership_page(value):
+    from pipeline.stages.report.words import format_money as report_money
+
+    for currency in ("$", "€", "CHF "):
+        assert webhook_money(value, currency) == report_money(value, currency)
+
+
+def test_retry_after_is_seconds_or_an_http_date():
+    now = datetime(2026, 11, 16, 8, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("7", now) == 7.0
+    assert retry_after_seconds(" 2.5 ", now) == 2.5
+    assert retry_after_seconds("Mon, 16 Nov 2026 08:00:30 GMT", now) == 30.0
+    assert retry_after_seconds("Mon, 16 Nov 2026 07:00:00 GMT", now) == 0.0  # already past
+    for unusable in (None, "", "soon", "-1", "nan", "inf"):
+        assert retry_after_seconds(unusable, now) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (None, "TEST_HOOK is not set"),
+        ("", "TEST_HOOK is not set"),
+        ("http://hooks.example.com/services/s3cr3tpath", "plain http to a remote host"),
+        ("ftp://hooks.example.com/services/s3cr3tpath", "not an http"),
+        ("https:///services/s3cr3tpath", "not an http"),
+        ("https://hooks.example.com/s3cr3tpath two", "space or a control character"),
+        ("https://hooks.example.com/s3cr3tpath\r\nX: y", "space or a control character"),
+        ("https://hooks.example.com:port/s3cr3tpath", "not a valid URL"),
+    ],
+)
+def test_a_bad_webhook_url_is_refused_without_showing_it(url, message):
+    environ = {} if url is None else {"TEST_HOOK": url}
+    with pytest.raises(ConfigError, match=message) as refused:
+        webhook_url("TEST_HOOK", environ)
+    assert "s3cr3t" not in str(refused.value)
+
+
+def test_a_good_webhook_url_passes():
+    for url in ("https://hooks.slack.com/services/T0/B0/x", "http://127.0.0.1:8080/h?token=t"):
+        assert webhook_url("TEST_HOOK", {"TEST_HOOK": url}) == url
+    # What the transport hides: the URL, and its path (Slack's secret) wherever it shows.
+    url = "https://hooks.example.com/services/T1/B2/pathtok3n"
+    text = f"failed: {url}; server said: no hook at /services/T1/B2/pathtok3n"
+    assert "pathtok3n" not in redact(text, secrets=url_secrets(url))
+
+
+@pytest.mark.parametrize(
+    ("webhook", "message"),
+    [
+        ({"urlenv": "X"}, "deliver.webhook.urlenv: unknown key"),
+        ({"top_accounts": 0}, "deliver.webhook.top_accounts"),
+        ({"top_accounts": 46}, "deliver.webhook.top_accounts"),
+        ({"max_attempts": 0}, "deliver.webhook.max_attempts"),
+        ({"timeout_seconds": 0}, "deliver.webhook.timeout_seconds"),
+        ({"url_env": "MY-HOOK"}, "not an environment variable name"),
+    ],
+)
+def test_bad_webhook_settings_are_clear_errors(tmp_path, webhook, message):
+    lists = write_lists(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        run_deliver(config(25, webhook=webhook), lists, channel="webhook", dry_run=True)
+
+
+def test_the_webhook_needs_no_email_settings(tmp_path):
+    lists = write_lists(tmp_path)
+    no_email = parse_config({"base": {"as_of_date": AS_OF}})
+    result = run_deliver(no_email, lists, channel="webhook", dry_run=True, outbox=tmp_path / "o")
+    assert result.counts["dry-run"] == 4  # carol too: the webhook needs no email address
+    assert result.log_path.name == "delivery.webhook.json"
+
+
+def test_cli_deliver_webhook_dry_run(tmp_path):
+    lists = write_lists(tmp_path)
+    outbox = tmp_path / "outbox"
+    args = ["deliver", "--params", _params_file(tmp_path), "--lists", str(lists)]
+    ok = runner.invoke(app, [*args, "--channel", "webhook", "--dry-run", "--outbox", str(outbox)])
+    assert ok.exit_code == 0, ok.output
+    payloads = {f.name: json.loads(f.read_text()) for f in sorted(outbox.glob("*.json"))}
+    assert sorted(payloads) == ["alice.json", "bob.json", "carol.json", "dave.json"]
+    assert "Alice Adams" in payloads["alice.json"]["text"]
+    unknown = runner.invoke(app, [*args, "--channel", "pigeon", "--dry-run"])
+    assert unknown.exit_code == 2 and "unknown delivery channel 'pigeon'" in unknown.output
+    for command in ("deliver", "weekly"):
+        assert "--channel" in runner.invoke(app, [command, "--help"]).output

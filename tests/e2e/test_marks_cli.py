@@ -18,8 +18,10 @@ from pipeline.core.layout import LAYOUT
 runner = CliRunner()
 
 
-def _score(args_common: list[str], as_of: date, out) -> None:
-    result = runner.invoke(app, ["score", *args_common, "--as-of", str(as_of), "--out", str(out)])
+def _score(args_common: list[str], as_of: date, out, *extra: str) -> None:
+    result = runner.invoke(
+        app, ["score", *args_common, "--as-of", str(as_of), "--out", str(out), *extra]
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -88,8 +90,13 @@ def test_marks_from_an_edited_list_shape_the_next_list(scored_demo, tmp_path, mo
     assert len(pd.read_parquet(tmp_path / LAYOUT.marks)) == 2
 
     # This week's list honours the marks recorded before it.
+    # Without --marks (the DVC stage: tracked inputs only) the log is not read.
+    plain_dir = tmp_path / "plain" / str(as_of)
+    _score(common, as_of, plain_dir)
+    plain = pd.read_parquet(plain_dir / "accounts.parquet")
+    assert (plain["mark_state"] == "").all() and not plain["mark_hold"].any()
     now_dir = tmp_path / "lists" / str(as_of)
-    _score(common, as_of, now_dir)
+    _score(common, as_of, now_dir, "--marks", str(tmp_path / LAYOUT.marks))
     now = pd.read_parquet(now_dir / "accounts.parquet").set_index("account_id")
     snoozed = now.loc[second]
     assert snoozed["mark_state"] == "snoozed" and bool(snoozed["mark_hold"])

@@ -2,8 +2,8 @@
 
 A channel turns one CSM's manifest entry into a `Message` and opens a `Transport` that sends
 messages (or, in a dry run, writes them to the outbox). The run loop, the delivery log and the
-CLI see only these types, never a channel's own payload, so a second channel (a Slack webhook,
-say) is one module implementing `Channel` and `Transport` plus a line in `registry.CHANNELS`.
+CLI see only these types, never a channel's own payload, so a channel (`email`, `webhook`) is
+one module implementing `Channel` and `Transport` plus a line in `registry.CHANNELS`.
 
 What a channel must keep, because the run loop and the log rely on it:
 - `build` uses only that CSM's entry and files (read through `list_files.read_csm_list`, which keeps

@@ -4,18 +4,25 @@ Why the messages look as they do:
 - Header injection is impossible: names, addresses, ids and version stamps with line breaks or
   other control characters are refused (`headers`), with an error naming the CSM.
 - Every message has exactly one recipient, the CSM of the manifest entry it was built from.
-- Messages are deterministic: Date comes from the as-of date, Message-ID from the as-of date,
-  the CSM id and a hash of the content, MIME boundaries from that hash. A dry run rerun on the
-  same lists writes byte-identical `.eml` files, and the delivery log can tell a message that
-  already went out from one whose content changed.
+- Messages are deterministic: Message-ID comes from the as-of date, the CSM id and a hash of
+  the content, MIME boundaries from that hash. A dry run rerun on the same lists writes
+  byte-identical `.eml` files, and the delivery log can tell a message that already went out
+  from one whose content changed.
+- `Date:` is the time the message is sent. `SmtpTransport` stamps it (UTC, RFC 5322) on a copy
+  of the built message just before the SMTP transaction, from its clock (injectable, for
+  tests). Neither the Message-ID nor the content digest sees the Date, so a message resent
+  after a cut-off send keeps its Message-ID and carries its new send time. A dry run sends
+  nothing, so its `.eml` files carry a preview Date, the as-of date at 00:00 UTC (the date the
+  data is as of): the same for every rerun, which keeps the outbox byte-identical.
 - Every text part is quoted-printable, so the message is 7-bit clean whatever the server.
 """
 
 from __future__ import annotations
 
+import copy
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from email import policy
@@ -46,6 +53,34 @@ _DIGEST_ENTRY_FIELDS = ("csm_id", "csm_name", "csm_email", "csv", "html", "n_acc
 
 
 # --- building --------------------------------------------------------------------------------
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC: the default clock of a real send."""
+    return datetime.now(UTC)
+
+
+def rfc5322_date(moment: datetime) -> str:
+    """A `Date:` value for an aware instant, in UTC ("Mon, 16 Nov 2026 08:01:02 +0000")."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"the send clock gave a naive datetime {moment!r}; it must be aware")
+    return format_datetime(moment.astimezone(UTC).replace(microsecond=0))
+
+
+def preview_date(as_of: date) -> str:
+    """The Date of a message that is not sent (dry run): the as-of date at 00:00 UTC."""
+    return rfc5322_date(datetime.combine(as_of, time(0, 0), tzinfo=UTC))
+
+
+def stamped_with_send_time(message: EmailMessage, moment: datetime) -> EmailMessage:
+    """A copy of `message` whose Date is `moment`; the built message itself is left as it is.
+
+    Only the Date changes: the Message-ID, the boundaries and every part stay, so the journal
+    and a rerun see the same message whatever time it goes out.
+    """
+    stamped = copy.deepcopy(message)
+    stamped.replace_header("Date", rfc5322_date(moment))
+    return stamped
 
 
 def attachment_filename(as_of: date, csm_id: str) -> str:
@@ -93,8 +128,8 @@ def _headers(
     if sender.reply_to:
         message["Reply-To"] = parse_address(None, sender.reply_to, what="reply_to", owner="params")
     message["Subject"] = _subject(manifest.as_of, entry.n_accounts)
-    # Deterministic stamps: reruns on the same lists give the same bytes and the same id.
-    message["Date"] = format_datetime(datetime.combine(manifest.as_of, time(0, 0), tzinfo=UTC))
+    # The preview Date (what a dry run writes); a real send replaces it with the send time.
+    message["Date"] = preview_date(manifest.as_of)
     token = safe_token(entry.csm_id)
     message["Message-ID"] = (
         f"<churn-list.{manifest.as_of.isoformat()}.{token}.{digest[:16]}@{origin.domain}>"
@@ -199,14 +234,26 @@ class EmailChannel:
     name = "email"
     missing_recipient = "no email address"
 
-    def __init__(self, sender: SenderSettings, smtp: SmtpSettings) -> None:
+    def __init__(
+        self,
+        sender: SenderSettings,
+        smtp: SmtpSettings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.sender = sender
         self.smtp = smtp
+        self.clock = clock
 
     @classmethod
-    def from_config(cls, deliver: DeliverSection) -> EmailChannel:
-        """The channel for `config.deliver`; a ConfigError names the first unusable setting."""
-        return cls(*delivery_settings(deliver))
+    def from_config(
+        cls, deliver: DeliverSection, *, clock: Callable[[], datetime] = utc_now
+    ) -> EmailChannel:
+        """The channel for `config.deliver`; a ConfigError names the first unusable setting.
+
+        `clock` gives each real send's Date (tests inject a fixed one).
+        """
+        return cls(*delivery_settings(deliver), clock=clock)
 
     def recipient(self, entry: CsmEntry) -> str | None:
         return entry.csm_email
@@ -238,7 +285,9 @@ class EmailChannel:
         if dry_run:
             return OutboxTransport(outbox)
         credentials = smtp_credentials(self.smtp, environ)
-        return SmtpTransport(self.smtp, credentials, envelope_from=self.sender.from_address)
+        return SmtpTransport(
+            self.smtp, credentials, envelope_from=self.sender.from_address, clock=self.clock
+        )
 
 
 def _email_of(message: Message) -> EmailMessage:
@@ -284,6 +333,8 @@ def describe_smtp_error(err: Exception) -> str:
 class SmtpTransport:
     """SMTP over one reused connection; reconnects after a broken one.
 
+    Each message goes out with its Date set to `clock()` at the moment it is handed over.
+
     A failed connect or login is remembered: the remaining CSMs fail at once with the same
     error instead of each waiting for the timeout again.
     """
@@ -297,10 +348,12 @@ class SmtpTransport:
         credentials: tuple[str, str] | None,
         *,
         envelope_from: str,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
         self.credentials = credentials
         self.envelope_from = envelope_from
+        self.clock = clock
         self._smtp: smtplib.SMTP | None = None
         self._connect_error: DeliveryError | None = None
 
@@ -344,7 +397,9 @@ class SmtpTransport:
         try:
             # smtplib resets the session itself after a refused recipient or message.
             self._smtp.send_message(
-                email_message, from_addr=self.envelope_from, to_addrs=[message.recipient]
+                stamped_with_send_time(email_message, self.clock()),
+                from_addr=self.envelope_from,
+                to_addrs=[message.recipient],
             )
         except (
             smtplib.SMTPRecipientsRefused,

@@ -57,10 +57,12 @@ def check_list_rows(rows: list[dict[str, str]], entry: CsmEntry) -> None:
             raise DeliveryError(
                 f"CSM {entry.csm_id!r}: list CSV holds rows of other CSMs {foreign[:5]}"
             )
-    if rows and "account_id" in rows[0] and len(rows) != entry.n_accounts:
+    # Watch rows (section "watch", below the action floor) are not among the n_accounts.
+    action = [row for row in rows if row.get("section", "action") != "watch"]
+    if rows and "account_id" in rows[0] and len(action) != entry.n_accounts:
         raise DeliveryError(
             f"CSM {entry.csm_id!r}: manifest says {entry.n_accounts} accounts, the list CSV holds "
-            f"{len(rows)}"
+            f"{len(action)}"
         )
 
 
@@ -82,5 +84,6 @@ def read_csm_list(lists_dir: Path, entry: CsmEntry) -> CsmListFiles:
     except UnicodeDecodeError as err:
         raise DeliveryError(f"CSM {entry.csm_id!r}: list file is not UTF-8: {err}") from err
     check_list_rows(rows, entry)
-    names = [plain_cell(row.get("account_name") or row.get("account_id") or "") for row in rows]
+    action = [row for row in rows if row.get("section", "action") != "watch"]
+    names = [plain_cell(row.get("account_name") or row.get("account_id") or "") for row in action]
     return CsmListFiles(csv_bytes=csv_bytes, html=html, account_names=[n for n in names if n])

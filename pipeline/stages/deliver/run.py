@@ -215,6 +215,15 @@ def read_lists_manifest(lists_dir: Path) -> ListsManifest:
     return manifest
 
 
+def log_name(channel: str) -> str:
+    """The summary log's file name for a channel: `delivery.json` (email), `delivery.<name>.json`.
+
+    Each channel keeps its own summary, so a Slack run after the email run of the same week
+    does not replace the email's record; the journal is shared (message ids differ by channel).
+    """
+    return DELIVERY_LOG if channel == DEFAULT_CHANNEL else f"delivery.{channel}.json"
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
     """A finished run: the manifest, each CSM's outcome and where the log went."""
@@ -242,7 +251,8 @@ def run_deliver(
 ) -> DeliveryResult:
     """The delivery edge: check settings, read the manifest, send (or write the outbox), log.
 
-    The journal, the lock, the summary log and the outbox default to `reports/deliveries/<as-of>`
+    `channel` names a channel of `registry.CHANNELS` (email, webhook). The journal, the lock,
+    the summary log (`log_name`) and the outbox default to `reports/deliveries/<as-of>`
     beside the lists (not inside them: the lists directory is the score stage's output,
     replaced as a whole on a rescore, which would take the record that prevents double sends
     with it). The journal and the lock always live there, whatever `log_path` says, so that
@@ -253,10 +263,10 @@ def run_deliver(
     """
     lists_dir = Path(lists_dir)
     environ = os.environ if environ is None else environ
-    chosen = make_channel(channel, config.deliver)
+    chosen = make_channel(channel, config)
     manifest = read_lists_manifest(lists_dir)
     deliveries_dir = deliveries_dir_for(lists_dir)
-    log_path = Path(log_path) if log_path is not None else deliveries_dir / DELIVERY_LOG
+    log_path = Path(log_path) if log_path is not None else deliveries_dir / log_name(channel)
     journal_path = deliveries_dir / JOURNAL_FILE
 
     # The lock first: the journal is read and written by one run at a time.
