@@ -128,6 +128,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["sentiment"],
             tables=("nps_responses",),
+            when_missing=f"no NPS answers to compare (last {w} days and the {w} before)",
             window_days=w,
             sql=f"np.nps_mean_{w}d - np.prev_nps_mean_{w}d",
         ),

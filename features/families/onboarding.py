@@ -92,6 +92,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             direction="lower_is_riskier",
             actionable=True,
             play=PLAYS["onboarding"],
+            when_missing="no seats on the contract",
             sql=ratio(f"oa.activated_{d}d", "s.seats"),
         )
         for d in settings.activation_days
@@ -128,7 +129,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             direction="higher_is_riskier",
             actionable=True,
             play=PLAYS["onboarding"],
-            when_missing="no product use yet",
+            when_missing=f"no product use in the first {n} days",
             sql="CAST(ou.first_value_day - s.created_day AS DOUBLE)",
         ),
         *activation,

@@ -226,6 +226,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             play=PLAYS["support"],
             tables=("support_tickets",),
             window_days=w,
+            when_missing=f"no ticket resolved in the last {w} days",
             sql=f"sp.median_resolution_hours_{w}d",
         ),
     ]

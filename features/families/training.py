@@ -95,6 +95,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             play=PLAYS["enablement"],
             monotone=True,
             tables=("trainings",),
+            when_missing=f"no active users in the last {settings.max_window} days",
             sql=ratio("u.trained_active_users", f"u.active_users_{settings.max_window}d"),
         ),
         Feature(
@@ -132,6 +133,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["enablement"],
             tables=("trainings",),
+            when_missing="no training completed yet",
             sql=days_since("tr.last_completion_epoch"),
         ),
     ]

@@ -161,6 +161,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["adoption"],
             window_days=w,
+            when_missing="no seats on the contract",
             sql=ratio(f"u.active_users_{w}d", "s.seats"),
         ),
         Feature(
@@ -185,6 +186,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=advanced_play(settings.advanced_modules),
             window_days=w,
+            when_missing=f"no product events in the last {w} days",
             sql=ratio(f"u.advanced_events_{w}d", f"u.events_{w}d"),
         ),
         Feature(

@@ -42,6 +42,7 @@ class CsmEntry(_Model):
     n_accounts: int = Field(ge=0, strict=True)
     n_owned: int = Field(default=0, ge=0, strict=True)
     arr_at_risk_listed: float = 0.0
+    n_watch: int = Field(default=0, ge=0, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -66,6 +67,7 @@ class UnassignedList(_Model):
     n_owned: int = Field(ge=0, strict=True)
     arr_at_risk_listed: float = 0.0
     by_reason: dict[str, int] = Field(default_factory=dict)
+    n_watch: int = Field(default=0, ge=0, strict=True)
 
 
 class DriftEntry(_Model):
@@ -79,6 +81,34 @@ class ListFiles(_Model):
     shap: str = "shap.parquet"
     features: str = "features.parquet"
     trend: str = "trend.csv"
+
+
+class UrgencyRule(_Model):
+    """score.urgency as applied: weight 1 within horizon_days, decaying to floor."""
+
+    enabled: bool
+    horizon_days: int = Field(ge=0)
+    half_life_days: int = Field(ge=1)
+    floor: float = Field(gt=0, le=1)
+
+
+class RankingRule(_Model):
+    """How this week's lists were ranked (pipeline.lists.ranking), so a page can state the
+    rule and a reader can check a list against it: accounts at or above floor_probability
+    (the action_floor band), by `order_by` (priority = rank_by x urgency weight), cut at
+    capacity_per_csm; up to watch_per_csm below the floor on watch. `summary` is the rule in
+    one plain sentence."""
+
+    rank_by: str
+    order_by: str = "priority"
+    action_floor: str
+    floor_probability: float = Field(ge=0, le=1)
+    urgency: UrgencyRule
+    capacity_per_csm: int = Field(ge=1)
+    watch_per_csm: int = Field(ge=0)
+    watch_change_threshold: float
+    watch_renewal_window_days: int
+    summary: str
 
 
 class RiskBandLimits(_Model):
@@ -108,6 +138,9 @@ class ListsManifest(_Model):
     n_accounts: int
     n_listed: int
     n_unassigned: int
+    # Absent in manifests written before the watch section and the ranking rule existed.
+    n_watch: int = 0
+    ranking: RankingRule | None = None
     unassigned: UnassignedList | None = None
     arr_total: float
     expected_arr_at_risk: float

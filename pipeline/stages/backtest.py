@@ -19,6 +19,10 @@ Conventions:
   denominator alike; their number is reported.
 - CSM ownership is today's (accounts.parquet has no history); accounts without a CSM are on no
   list but still count as missed churn in recall.
+- Lists are the weekly lists' ranking (`pipeline.lists.ranking.weekly_lists`): the same action
+  floor (score.action_floor and score.risk_bands), the same priority (score.rank_by x
+  score.urgency), the same capacity. CSMs' marks are not replayed: the marks log is not an
+  input of this stage, so the replay measures the lists before any account was held.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from pipeline.feature_engine.build import (
     snapshot_dates,
 )
 from pipeline.feature_engine.vocabulary import Vocabulary
-from pipeline.lists.ranking import SCORED_COLUMNS, check_scored, weekly_lists
+from pipeline.lists.ranking import SCORED_COLUMNS, check_scored, floor_probability, weekly_lists
 from pipeline.modeling.split import Split
 from pipeline.modeling.store import load_model
 
@@ -328,12 +332,15 @@ def run_backtest(
 
     Reads the validated tables in `interim_dir` and the model in `models_dir`; writes the
     figures (JSON, DVC metrics) to `out_metrics` and the per-week figures (CSV) to `out_weekly`.
-    Lists are ranked as the score stage ranks them (`score.rank_by`), at the capacity the model
-    is evaluated at (`evaluate.capacity_per_csm`).
+    Lists are ranked as the score stage ranks them (the action floor, then priority from
+    `score.rank_by` and `score.urgency`), at the capacity the model is evaluated at
+    (`evaluate.capacity_per_csm`).
     """
     interim_dir = Path(interim_dir)
     capacity = config.evaluate.capacity_per_csm
     rank_by = config.score.rank_by
+    bands = config.score.risk_bands
+    floor = floor_probability(config.score.action_floor, high=bands.high, medium=bands.medium)
     lead_days = config.backtest.lead_days
     as_of = config.base.as_of_date
     tables, _ = read_present_tables(interim_dir)
@@ -345,12 +352,14 @@ def run_backtest(
     if not weeks:
         raise BacktestError(f"the test period {start} to {end} holds no Monday to replay")
     log.info(
-        "backtest: %d weeks from %s to %s, capacity %d, by %s",
+        "backtest: %d weeks from %s to %s, capacity %d, by %s, floor %.2f, urgency %s",
         len(weeks),
         weeks[0],
         weeks[-1],
         capacity,
         rank_by,
+        floor,
+        "on" if config.score.urgency.enabled else "off",
     )
     settings = feature_settings(
         config, interim_dir=interim_dir, vocabulary=Vocabulary.from_info(model.info)
@@ -363,7 +372,9 @@ def run_backtest(
     accounts = pd.read_parquet(interim_dir / "accounts.parquet", columns=["account_id", "csm_id"])
     scored = scored_frame(table, model.predict(table), accounts)
     scored = censor_undecided(scored, as_of=as_of, rule=config.label_rule)
-    lists = weekly_lists(scored, capacity=capacity, rank_by=rank_by)
+    lists = weekly_lists(
+        scored, capacity=capacity, rank_by=rank_by, floor=floor, urgency=config.score.urgency
+    )
     weekly = weekly_figures(lists, scored)
     metrics = backtest_metrics(lists, scored, lead_days=lead_days)
 

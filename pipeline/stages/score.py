@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ import pandas as pd
 
 from features.registry import Feature, available, build_registry
 from pipeline.core.atomic import atomic_path
-from pipeline.core.config import Config, MarkSettings
+from pipeline.core.config import Config, MarkSettings, UrgencySettings
 from pipeline.core.errors import FeatureError, ScoringError
 from pipeline.core.hashing import dvc_dir_hash
 from pipeline.core.layout import (
@@ -49,9 +50,22 @@ from pipeline.core.layout import (
 from pipeline.data.contract import interim_path
 from pipeline.feature_engine.build import compute_features, feature_settings, read_present_tables
 from pipeline.feature_engine.vocabulary import Vocabulary
-from pipeline.lists.manifest import CsmEntry, ListsManifest, manifest_bytes, parse_manifest
+from pipeline.lists.facts import FACT_COLUMNS, TICKETS, TOUCHPOINTS, account_facts
+from pipeline.lists.manifest import (
+    CsmEntry,
+    ListsManifest,
+    RankingRule,
+    manifest_bytes,
+    parse_manifest,
+)
 from pipeline.lists.marks import MARK_COLUMNS, apply_marks, read_marks
-from pipeline.lists.ranking import rank_lists
+from pipeline.lists.ranking import (
+    floor_probability,
+    rank_lists,
+    ranking_rule,
+    watch_ranks,
+    with_priority,
+)
 from pipeline.lists.render import list_flags, render_lists
 from pipeline.modeling.design import design_matrix
 from pipeline.modeling.explain import (
@@ -95,14 +109,17 @@ ACCOUNT_COLUMNS = [
     "renewal_date",
     "days_to_renewal",
     "renewal_soon",
+    "priority",
     "on_list",
     "list_rank",
+    "watch_rank",
     "new_on_list",
     "probability_last_week",
     "probability_change",
     "change",
     "moved_most_feature",
     "moved_most",
+    *FACT_COLUMNS,
     "reasons",
     "plays",
     "context",
@@ -123,10 +140,14 @@ class ScoreSettings:
 
     capacity_per_csm: int
     rank_by: str = "expected_arr_at_risk"
+    # score.urgency: how a renewal's nearness weighs in the priority lists are ranked by.
+    urgency: UrgencySettings = field(default_factory=UrgencySettings)
     high_risk: float = 0.35
     medium_risk: float = 0.15
     # score.action_floor: the lowest risk band an action list holds.
     action_floor: str = "medium"
+    # score.watch_per_csm: accounts below the floor on a CSM's watch section (0: none).
+    watch_per_csm: int = 3
     top_reasons: int = 3
     renewal_window_days: int = 90
     change_threshold: float = 0.05
@@ -138,12 +159,26 @@ class ScoreSettings:
     # Accounts this young are compared with peers of their tenure (features.onboarding_days).
     onboarding_days: int = 90
     marks: MarkSettings = field(default_factory=MarkSettings)  # score.marks
+    currency: str = "$"  # report.currency: amounts on the lists read as on the report
 
     @property
     def floor_probability(self) -> float:
         """The probability at which the action floor's band starts (0 for "low": every
         account); tied to the risk bands so the list and the band column never disagree."""
-        return {"high": self.high_risk, "medium": self.medium_risk, "low": 0.0}[self.action_floor]
+        return floor_probability(self.action_floor, high=self.high_risk, medium=self.medium_risk)
+
+    def ranking_rule(self) -> dict:
+        """The ranking rule as the manifest records it (pipeline.lists.ranking)."""
+        return ranking_rule(
+            rank_by=self.rank_by,
+            action_floor=self.action_floor,
+            floor=self.floor_probability,
+            urgency=self.urgency,
+            capacity=self.capacity_per_csm,
+            watch_per_csm=self.watch_per_csm,
+            change_threshold=self.change_threshold,
+            renewal_window_days=self.renewal_window_days,
+        )
 
 
 def score_settings(config: Config) -> ScoreSettings:
@@ -152,9 +187,11 @@ def score_settings(config: Config) -> ScoreSettings:
     return ScoreSettings(
         capacity_per_csm=config.evaluate.capacity_per_csm,
         rank_by=cfg.rank_by,
+        urgency=cfg.urgency,
         high_risk=cfg.risk_bands.high,
         medium_risk=cfg.risk_bands.medium,
         action_floor=cfg.action_floor,
+        watch_per_csm=cfg.watch_per_csm,
         top_reasons=cfg.top_reasons,
         renewal_window_days=cfg.renewal_window_days,
         change_threshold=cfg.change_threshold,
@@ -165,6 +202,7 @@ def score_settings(config: Config) -> ScoreSettings:
         stale_after_days=dict(cfg.stale_after_days),
         onboarding_days=config.features.onboarding_days,
         marks=cfg.marks,
+        currency=config.report.currency,
     )
 
 
@@ -337,10 +375,14 @@ def _owners(accounts: pd.DataFrame, csms: pd.DataFrame | None) -> pd.DataFrame:
     return owners
 
 
-def _base_frame(table: pd.DataFrame, probability: np.ndarray, owners: pd.DataFrame):
-    out = table[["account_id", "arr", "renewal_date"]].assign(
+def _base_frame(
+    table: pd.DataFrame, probability: np.ndarray, owners: pd.DataFrame, settings: ScoreSettings
+) -> pd.DataFrame:
+    """One week's rows with probability, expected ARR at risk, priority and owner."""
+    out = table[["account_id", "snapshot_date", "arr", "renewal_date"]].assign(
         probability=probability, expected_arr_at_risk=probability * table["arr"].to_numpy()
     )
+    out = with_priority(out, rank_by=settings.rank_by, urgency=settings.urgency)
     return out.merge(owners[["account_id", "csm_id"]], on="account_id", how="left")
 
 
@@ -355,14 +397,16 @@ def score_accounts(
     settings: ScoreSettings,
     num_threads: int = 0,
     marks: pd.DataFrame | None = None,
+    fact_tables: Mapping[str, pd.DataFrame | None] | None = None,
 ) -> ScoreResult:
     """Score, explain and list every account active at `as_of`.
 
     `weekly` is the point-in-time feature table for `weeks_to_score(as_of, ...)` (it may hold
     more weeks; rows of other dates are ignored); `features` the registry entries of the
-    model's features; `accounts` and `csms` the validated tables (ownership, names). The
-    previous week is rescored with the same model for the flags, and the trend weeks for the
-    trend.
+    model's features; `accounts` and `csms` the validated tables (ownership, names);
+    `fact_tables` the validated csm_touchpoints and support_tickets (either may be absent)
+    for each row's last touch and open tickets. The previous week is rescored with the same
+    model for the flags, and the trend weeks for the trend.
     """
     weeks = weeks_to_score(as_of, settings.trend_weeks)
     previous_week = as_of - timedelta(weeks=1)
@@ -383,14 +427,13 @@ def score_accounts(
     shap, base_value, gap = explain(model.learner, X_now, raw_now, num_threads=num_threads)
 
     owners = _owners(accounts, csms)
-    scored = _base_frame(now, p_now, owners)
+    scored = _base_frame(now, p_now, owners, settings)
     # CSMs' marks recorded before as-of (pipeline.lists.marks): held accounts are not ranked.
     scored = apply_marks(scored, marks, as_of=as_of, **settings.marks.model_dump())
     scored["list_rank"] = (
         rank_lists(
             scored[~scored["mark_hold"]],
             capacity=settings.capacity_per_csm,
-            rank_by=settings.rank_by,
             floor=settings.floor_probability,
         )
         .reindex(scored.index)
@@ -400,12 +443,11 @@ def score_accounts(
     scored["days_to_renewal"] = (renewal - pd.Timestamp(as_of)).dt.days.astype("int64")
 
     before_mask = (table["snapshot_date"] == previous_week).to_numpy()
-    before = _base_frame(table[before_mask], probability[before_mask], owners)
+    before = _base_frame(table[before_mask], probability[before_mask], owners, settings)
     before["list_rank"] = (
         rank_lists(
             before,
             capacity=settings.capacity_per_csm,
-            rank_by=settings.rank_by,
             floor=settings.floor_probability,
         )
         if len(before)
@@ -417,6 +459,14 @@ def score_accounts(
         renewal_window_days=settings.renewal_window_days,
         change_threshold=settings.change_threshold,
     )
+    scored["watch_rank"] = watch_ranks(
+        scored.assign(probability_change=flags["probability_change"].to_numpy()),
+        capacity=settings.watch_per_csm,
+        floor=settings.floor_probability,
+        change_threshold=settings.change_threshold,
+        renewal_window_days=settings.renewal_window_days,
+    ).to_numpy()
+    facts = account_facts(fact_tables or {}, as_of, account_ids=now["account_id"])
 
     values_now = now[names]
     peers = (
@@ -424,7 +474,16 @@ def score_accounts(
         if "tenure_days" in now.columns
         else now["segment"]
     )
-    reasons = reason_codes(shap, values_now, peers, features, top_n=settings.top_reasons)
+    reasons = reason_codes(
+        shap,
+        values_now,
+        peers,
+        features,
+        top_n=settings.top_reasons,
+        account=now,
+        renewal_window_days=settings.renewal_window_days,
+        onboarding_days=settings.onboarding_days,
+    )
     movers = _movers(scored, flags, table, before_mask, X, shap, values_now, model, features)
 
     by_account = owners.set_index("account_id")
@@ -452,14 +511,17 @@ def score_accounts(
             "renewal_date": now["renewal_date"],
             "days_to_renewal": scored["days_to_renewal"],
             "renewal_soon": flags["renewal_soon"],
+            "priority": scored["priority"].to_numpy(dtype=float),
             "on_list": scored["list_rank"].notna().to_numpy(),
             "list_rank": scored["list_rank"].astype("Int64"),
+            "watch_rank": scored["watch_rank"].astype("Int64"),
             "new_on_list": flags["new_on_list"],
             "probability_last_week": flags["probability_last_week"],
             "probability_change": flags["probability_change"],
             "change": flags["change"],
             "moved_most_feature": movers["moved_most_feature"],
             "moved_most": movers["moved_most"],
+            **{c: facts[c].to_numpy() for c in FACT_COLUMNS},
             **{c: reasons[c] for c in reasons.columns},
             **{c: scored[c].to_numpy() for c in MARK_COLUMNS},
         }
@@ -489,14 +551,14 @@ def score_accounts(
 
 
 def _movers(scored, flags, table, before_mask, X, shap, values_now, model, features):
-    """The driver that moved most, for listed accounts that rose or fell since last week.
+    """The driver that moved most, for listed or watched accounts that rose or fell since
+    last week.
 
     Only those rows are explained a second time (last week's SHAP values), which keeps the
     cost of the flags at a list's size, not the whole book's.
     """
-    moved = (
-        scored["list_rank"].notna() & flags["change"].isin(["risen", "fallen"]).fillna(False)
-    ).to_numpy()
+    shown = scored["list_rank"].notna() | scored["watch_rank"].notna()
+    moved = (shown & flags["change"].isin(["risen", "fallen"]).fillna(False)).to_numpy()
     empty = pd.DataFrame(
         {"moved_most_feature": pd.NA, "moved_most": pd.NA}, index=scored.index
     ).astype("string")
@@ -593,6 +655,8 @@ def render_outputs(
         warnings=warnings,
         rank_by=settings.rank_by,
         renewal_window_days=settings.renewal_window_days,
+        currency=settings.currency,
+        ranking=settings.ranking_rule(),
     )
     accounts = result.accounts
     manifest = ListsManifest(
@@ -608,6 +672,8 @@ def render_outputs(
         n_accounts=len(accounts),
         n_listed=int(accounts["on_list"].sum()),
         n_unassigned=int(accounts["csm_id"].isna().sum()),
+        n_watch=int(accounts["watch_rank"].notna().sum()),
+        ranking=RankingRule(**settings.ranking_rule()),
         unassigned=unassigned,
         arr_total=round(float(accounts["arr"].sum()), 2),
         expected_arr_at_risk=round(float(accounts["expected_arr_at_risk"].sum()), 2),
@@ -711,8 +777,21 @@ def run_score(
     csms_path = interim_path(interim_dir, "csms")
     csms = pd.read_parquet(csms_path) if "csms" in tables and csms_path.is_file() else None
     marks = read_marks(marks_path) if marks_path is not None else None
+    fact_tables = {
+        name: pd.read_parquet(interim_path(interim_dir, name))
+        for name in (TOUCHPOINTS, TICKETS)
+        if name in tables and interim_path(interim_dir, name).is_file()
+    }
     result = score_accounts(
-        table, model, features, accounts, csms, as_of=as_of, settings=settings, marks=marks
+        table,
+        model,
+        features,
+        accounts,
+        csms,
+        as_of=as_of,
+        settings=settings,
+        marks=marks,
+        fact_tables=fact_tables,
     )
 
     warnings = source_warnings(

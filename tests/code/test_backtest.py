@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.core.config import UrgencySettings
 from pipeline.core.errors import BacktestError, ChurnError, ConfigError, ListError
 from pipeline.core.labels import LabelRule, censor_undecided
-from pipeline.lists.ranking import weekly_lists
+from pipeline.lists.ranking import NO_URGENCY, rank_lists, weekly_lists, with_priority
 from pipeline.stages.backtest import (
     WEEKLY_COLUMNS,
     backtest_metrics,
@@ -28,6 +29,8 @@ from tests.conftest import make_config
 
 MONDAY = date(2024, 1, 1)
 FAR = date(2025, 6, 30)
+# No floor, no urgency: the tests of the replay's figures rank by the rank_by column alone.
+PLAIN = {"floor": 0.0, "urgency": NO_URGENCY}
 
 
 def week(n: int) -> date:
@@ -76,24 +79,24 @@ def one_book() -> pd.DataFrame:
 
 
 def test_lists_rank_by_expected_arr_at_risk_and_cut_at_capacity(one_book):
-    lists = weekly_lists(one_book, capacity=2, rank_by="expected_arr_at_risk")
+    lists = weekly_lists(one_book, capacity=2, rank_by="expected_arr_at_risk", **PLAIN)
     assert listed(lists, "C1", MONDAY) == ["B", "A"]
     assert lists["rank"].tolist() == [1, 2]
 
 
 def test_lists_rank_by_probability(one_book):
-    lists = weekly_lists(one_book, capacity=3, rank_by="probability")
+    lists = weekly_lists(one_book, capacity=3, rank_by="probability", **PLAIN)
     assert listed(lists, "C1", MONDAY) == ["C", "A", "B"]
 
 
 def test_capacity_above_book_size_lists_the_whole_book(one_book):
-    lists = weekly_lists(one_book, capacity=10, rank_by="expected_arr_at_risk")
+    lists = weekly_lists(one_book, capacity=10, rank_by="expected_arr_at_risk", **PLAIN)
     assert listed(lists, "C1", MONDAY) == ["B", "A", "D", "C"]
 
 
 def test_ties_are_broken_by_account_id():
     frame = scored([(name, MONDAY, "C1", 100.0, 0.3, FAR, 0.0) for name in ["Q", "B", "M", "A"]])
-    lists = weekly_lists(frame, capacity=3, rank_by="probability")
+    lists = weekly_lists(frame, capacity=3, rank_by="probability", **PLAIN)
     assert listed(lists, "C1", MONDAY) == ["A", "B", "M"]
 
 
@@ -108,7 +111,7 @@ def test_a_csm_list_holds_only_that_csm_accounts():
             ("X", MONDAY, None, 1e6, 0.99, FAR, 0.0),  # no CSM: on nobody's list
         ]
     )
-    lists = weekly_lists(frame, capacity=2, rank_by="expected_arr_at_risk")
+    lists = weekly_lists(frame, capacity=2, rank_by="expected_arr_at_risk", **PLAIN)
     assert listed(lists, "C1", MONDAY) == ["A2", "A1"]
     assert listed(lists, "C2", MONDAY) == ["B1", "B2"]
     assert "X" not in set(lists["account_id"])
@@ -125,9 +128,63 @@ def test_lists_are_made_per_week():
             ("B", week(1), "C1", 100.0, 0.9, FAR, 0.0),
         ]
     )
-    lists = weekly_lists(frame, capacity=1, rank_by="probability")
+    lists = weekly_lists(frame, capacity=1, rank_by="probability", **PLAIN)
     assert listed(lists, "C1", week(0)) == ["A"]
     assert listed(lists, "C1", week(1)) == ["B"]
+
+
+def test_the_replay_applies_the_action_floor(one_book):
+    """The replay measures the lists CSMs get: B (200 at risk, probability 0.2) and D (0.1)
+    are below a 0.35 floor and on no replayed list, however much ARR they carry."""
+    lists = weekly_lists(
+        one_book, capacity=4, rank_by="expected_arr_at_risk", floor=0.35, urgency=NO_URGENCY
+    )
+    assert listed(lists, "C1", MONDAY) == ["A", "C"]
+    assert (lists["probability"] >= 0.35).all()
+    with pytest.raises(ListError, match="floor"):
+        weekly_lists(one_book, capacity=2, rank_by="probability", floor=-0.1, urgency=NO_URGENCY)
+
+
+def test_the_replay_ranks_sooner_renewals_first_at_equal_value():
+    """Same expected ARR at risk: the renewal inside the urgency horizon ranks first; with
+    urgency off the order falls back to rank_by and account_id."""
+    frame = scored(
+        [
+            ("A", MONDAY, "C1", 100.0, 0.5, MONDAY + timedelta(days=400), 0.0),
+            ("B", MONDAY, "C1", 100.0, 0.5, MONDAY + timedelta(days=30), 0.0),
+        ]
+    )
+    urgency = UrgencySettings(horizon_days=90, half_life_days=90, floor=0.5)
+    lists = weekly_lists(
+        frame, capacity=2, rank_by="expected_arr_at_risk", floor=0.0, urgency=urgency
+    )
+    assert listed(lists, "C1", MONDAY) == ["B", "A"]
+    assert lists.set_index("account_id")["priority"]["B"] == 50.0
+    assert lists.set_index("account_id")["priority"]["A"] < 50.0
+    plain = weekly_lists(frame, capacity=2, rank_by="expected_arr_at_risk", **PLAIN)
+    assert listed(plain, "C1", MONDAY) == ["A", "B"]
+    assert plain["priority"].tolist() == plain["expected_arr_at_risk"].tolist()
+
+
+def test_the_replay_and_the_weekly_lists_are_one_ranking():
+    """Each replayed week holds exactly the accounts `rank_lists` puts on the CSMs' lists that
+    week, in the same order (accounts without a CSM aside: nobody acts on them in the past)."""
+    frame = random_scored(7)
+    urgency = UrgencySettings(horizon_days=60, half_life_days=30, floor=0.3)
+    lists = weekly_lists(
+        frame, capacity=3, rank_by="expected_arr_at_risk", floor=0.4, urgency=urgency
+    )
+    assert len(lists) and (lists["probability"] >= 0.4).all()
+    for when, week_rows in frame.groupby("snapshot_date"):
+        one_week = with_priority(
+            week_rows.reset_index(drop=True), rank_by="expected_arr_at_risk", urgency=urgency
+        )
+        ranks = rank_lists(one_week, capacity=3, floor=0.4)
+        on_lists = one_week.assign(rank=ranks)[ranks.notna() & one_week["csm_id"].notna()]
+        for csm, rows in on_lists.groupby("csm_id"):
+            assert listed(lists, csm, when) == rows.sort_values("rank")["account_id"].tolist()
+        replayed = lists[lists["snapshot_date"] == when]
+        assert len(replayed) == len(on_lists)
 
 
 # --- precision and recall --------------------------------------------------------------------
@@ -151,7 +208,7 @@ def two_weeks() -> pd.DataFrame:
 
 
 def test_precision_and_recall_at_capacity_leave_censored_rows_out(two_weeks):
-    lists = weekly_lists(two_weeks, capacity=2, rank_by="probability")
+    lists = weekly_lists(two_weeks, capacity=2, rank_by="probability", **PLAIN)
     metrics = backtest_metrics(lists, two_weeks, lead_days=60)
     # listed: A(1), B(censored), B(0), C(1): 2 hits among 3 labelled
     assert metrics["backtest_precision_at_capacity"] == pytest.approx(2 / 3, abs=1e-6)
@@ -173,7 +230,7 @@ def test_precision_and_recall_at_capacity_leave_censored_rows_out(two_weeks):
 
 def test_a_week_without_labelled_listed_rows_has_no_precision():
     frame = scored([("A", MONDAY, "C1", 100.0, 0.9, FAR, None)])
-    lists = weekly_lists(frame, capacity=1, rank_by="probability")
+    lists = weekly_lists(frame, capacity=1, rank_by="probability", **PLAIN)
     weekly = weekly_figures(lists, frame)
     assert math.isnan(weekly.loc[0, "precision_at_capacity"])
     assert math.isnan(
@@ -228,7 +285,7 @@ def lead_case() -> pd.DataFrame:
 
 
 def test_lead_time_counts_only_churned_arr_flagged_early_enough(lead_case):
-    lists = weekly_lists(lead_case, capacity=1, rank_by="probability")
+    lists = weekly_lists(lead_case, capacity=1, rank_by="probability", **PLAIN)
     assert listed(lists, "C1", week(0)) == ["X"]
     assert listed(lists, "C2", date(2024, 2, 5)) == ["Y"]
 
@@ -252,7 +309,7 @@ def test_lead_time_counts_only_churned_arr_flagged_early_enough(lead_case):
 
 
 def test_lead_days_is_a_threshold(lead_case):
-    lists = weekly_lists(lead_case, capacity=1, rank_by="probability")
+    lists = weekly_lists(lead_case, capacity=1, rank_by="probability", **PLAIN)
     assert backtest_metrics(lists, lead_case, lead_days=30)[
         "backtest_lead_time_arr_share"
     ] == pytest.approx(0.4)
@@ -271,7 +328,7 @@ def test_a_flag_before_an_earlier_churn_is_no_warning_for_a_later_one():
             ("F", week(3), "C1", 100.0, 0.5, FAR, 0.0),
         ]
     )
-    lists = weekly_lists(frame, capacity=1, rank_by="probability")
+    lists = weekly_lists(frame, capacity=1, rank_by="probability", **PLAIN)
     warnings = churn_warnings(lists, frame).set_index("renewal_date")
     assert warnings.loc[week(1), "warning_days"] == 7
     assert math.isnan(warnings.loc[week(3), "warning_days"])
@@ -305,7 +362,7 @@ def stability_case() -> pd.DataFrame:
 
 
 def test_jaccard_and_new_entries(stability_case):
-    lists = weekly_lists(stability_case, capacity=2, rank_by="probability")
+    lists = weekly_lists(stability_case, capacity=2, rank_by="probability", **PLAIN)
     assert listed(lists, "C1", week(1)) == ["C", "B"]
     metrics = backtest_metrics(lists, stability_case, lead_days=60)
     # C1: 1/3 then 1; C2: 1 then 0
@@ -354,10 +411,10 @@ def random_scored(seed: int) -> pd.DataFrame:
 
 def test_same_input_same_output_whatever_the_row_order():
     frame = random_scored(3)
-    first = weekly_lists(frame, capacity=4, rank_by="expected_arr_at_risk")
-    again = weekly_lists(frame.copy(), capacity=4, rank_by="expected_arr_at_risk")
+    first = weekly_lists(frame, capacity=4, rank_by="expected_arr_at_risk", **PLAIN)
+    again = weekly_lists(frame.copy(), capacity=4, rank_by="expected_arr_at_risk", **PLAIN)
     shuffled_frame = frame.sample(frac=1.0, random_state=5)
-    shuffled = weekly_lists(shuffled_frame, capacity=4, rank_by="expected_arr_at_risk")
+    shuffled = weekly_lists(shuffled_frame, capacity=4, rank_by="expected_arr_at_risk", **PLAIN)
     pd.testing.assert_frame_equal(first, again)
     pd.testing.assert_frame_equal(first, shuffled)
     metrics = backtest_metrics(first, frame, lead_days=60)
@@ -374,7 +431,7 @@ def test_same_input_same_output_whatever_the_row_order():
 def test_core_functions_do_not_mutate_their_inputs():
     frame = random_scored(4)
     before = frame.copy()
-    lists = weekly_lists(frame, capacity=2, rank_by="probability")
+    lists = weekly_lists(frame, capacity=2, rank_by="probability", **PLAIN)
     lists_before = lists.copy()
     backtest_metrics(lists, frame, lead_days=60)
     weekly_figures(lists, frame)
@@ -411,13 +468,13 @@ def test_scored_frame_joins_owner_and_expected_arr_at_risk():
 )
 def test_bad_list_arguments_are_named(one_book, kwargs, message):
     with pytest.raises(ListError, match=message):
-        weekly_lists(one_book, **kwargs)
+        weekly_lists(one_book, **kwargs, **PLAIN)
 
 
 def test_duplicate_rows_and_bad_lead_days_are_refused(one_book):
     with pytest.raises(ListError, match="more than one row"):
-        weekly_lists(pd.concat([one_book, one_book]), capacity=1, rank_by="probability")
-    lists = weekly_lists(one_book, capacity=1, rank_by="probability")
+        weekly_lists(pd.concat([one_book, one_book]), capacity=1, rank_by="probability", **PLAIN)
+    lists = weekly_lists(one_book, capacity=1, rank_by="probability", **PLAIN)
     with pytest.raises(BacktestError, match="lead_days"):
         backtest_metrics(lists, one_book, lead_days=-1)
 
@@ -463,14 +520,27 @@ def demo_params(as_of: date):
 
 
 @pytest.mark.slow
-def test_run_backtest_on_a_simulated_company(medium_demo, tmp_path):
+def test_run_backtest_on_a_simulated_company(medium_demo, tmp_path, monkeypatch):
     """The shared trained demo (tests/conftest.py `medium_demo`) replayed week by week."""
+    import pipeline.stages.backtest as backtest_stage
+
     config = medium_demo["config"]
     capacity = config.evaluate.capacity_per_csm
     out_metrics, out_weekly = tmp_path / "backtest.json", tmp_path / "weekly.csv"
+    replayed = []
+
+    def keep(*args, **kwargs):
+        replayed.append(weekly_lists(*args, **kwargs))
+        return replayed[-1]
+
+    monkeypatch.setattr(backtest_stage, "weekly_lists", keep)
     metrics = run_backtest(
         config, medium_demo["interim"], medium_demo["models"], out_metrics, out_weekly
     )
+    # The replayed lists are the CSMs' lists: at or above score.action_floor (medium band).
+    (lists,) = replayed
+    assert config.score.action_floor == "medium" and len(lists)
+    assert (lists["probability"] >= config.score.risk_bands.medium).all()
 
     written = json.loads(out_metrics.read_text())
     assert written == {k: (None if math.isnan(v) else v) for k, v in metrics.items()}

@@ -87,9 +87,9 @@ def test_reasons_group_by_family_say_value_and_typical_and_keep_context_apart():
     reasons = first["reasons"].split(" | ")
     assert reasons[0] == (
         "Support and SLA breaches: SLA breaches (first response or resolution) in the last "
-        "90 days: 4; typical for mid-market: 0-2"
+        "90 days: 4; typical for mid-market: 0 to 2"
     )
-    assert "Review open tickets" in first["plays"]
+    assert "Review the 4 SLA breaches of the last 90 days with the support lead" in first["plays"]
     # tickets opened and segment are not actionable: context, never reasons
     assert "tickets opened" not in first["reasons"] and "Customer segment" not in first["reasons"]
     assert "Support tickets opened in the last 90 days: 9" in first["context"]
@@ -132,11 +132,15 @@ def test_values_and_typical_ranges_in_plain_words():
     assert format_value(REGISTRY["events_per_active_user_90d"], float("nan")) == (
         "no active users in the last 90 days"
     )
-    assert REGISTRY["days_to_first_value"].describe(None).endswith(": no product use yet")
+    assert (
+        REGISTRY["days_to_first_value"]
+        .describe(None)
+        .endswith(": no product use in the first 90 days")
+    )
     assert format_value(REGISTRY["segment"], "mid_market") == "mid-market"
     values = pd.DataFrame({"days_since_last_activity": [1.0, 2.0, 3.0, 40.0, 50.0]})
     norms = segment_norms(values, pd.Series(["smb"] * 5), [REGISTRY["days_since_last_activity"]])
-    assert norms.texts[("smb", "days_since_last_activity")] == "2-40 days"
+    assert norms.texts[("SMB", "days_since_last_activity")] == "2 to 40 days"
 
 
 def test_moved_most_follows_the_direction_of_the_change():
@@ -195,7 +199,7 @@ def test_a_young_account_is_compared_within_its_tenure_band():
     segments = pd.Series(["smb"] * (n_young + 20) + ["enterprise"] * 3)
     tenure = pd.Series([8.0] * n_young + [400.0] * 20 + [10.0, 500.0, 600.0])
     peers = peer_groups(segments, tenure, onboarding_days=90)
-    assert (peers[:n_young] == "smb accounts in their first 90 days").all()
+    assert (peers[:n_young] == "SMB accounts in their first 90 days").all()
     assert (peers[n_young : n_young + 20] == "smb").all()
     assert peers.iloc[n_young + 20] == "enterprise"  # one young enterprise account: no band
 
@@ -205,6 +209,6 @@ def test_a_young_account_is_compared_within_its_tenure_band():
     values = pd.DataFrame({"active_users_30d": users, "segment": segments})
     shap = pd.DataFrame({"active_users_30d": 0.5, "segment": 0.0}, index=values.index)
     young = reason_codes(shap, values, peers, features, top_n=1).iloc[0]["reasons"]
-    assert young.endswith("typical for smb accounts in their first 90 days: 3")
+    assert young.endswith("typical for SMB accounts in their first 90 days: 3")
     mature = reason_codes(shap, values, segments, features, top_n=1).iloc[0]["reasons"]
-    assert mature.endswith("typical for smb: 3-40")  # what the young account was told before
+    assert mature.endswith("typical for SMB: 3 to 40")  # what the young account was told before

@@ -149,6 +149,8 @@ def test_weeks_to_score_cover_the_previous_week_and_the_trend():
         (lambda p: p["evaluate"].__setitem__("capacity_per_csm", 0), "capacity_per_csm"),
         (lambda p: p["score"].__setitem__("rank_bye", "arr"), "did you mean rank_by"),
         (lambda p: p["score"]["drift"].__setitem__("bins", 1), r"score\.drift\.bins"),
+        (lambda p: p["score"].__setitem__("urgency", {"floor": 0.0}), r"score\.urgency\.floor"),
+        (lambda p: p["score"].__setitem__("watch_per_csm", -1), r"score\.watch_per_csm"),
     ],
 )
 def test_bad_score_settings_are_clear_errors(change, message):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.registry import FAMILIES, Feature
 from pipeline.core.config import ReportSection
+from pipeline.core.words import GROUP_WORDS, group_name  # noqa: F401 - the report's names
 from pipeline.lists.manifest import ListsManifest
 
 #: The currency symbol of `report.currency`'s default (the default itself lives in the config).
@@ -114,35 +115,6 @@ def lower_first(text: str) -> str:
     if len(text) > 1 and text[1].isupper():
         return text
     return text[:1].lower() + text[1:]
-
-
-#: Names a data key cannot spell the way a reader does (everything else: '_' -> ' ', capital).
-GROUP_WORDS = {
-    "smb": "SMB",
-    "mid_market": "Mid-market",
-    "na": "North America",
-    "emea": "EMEA",
-    "apac": "APAC",
-    "latam": "Latin America",
-}
-
-
-def group_name(value: object) -> str:
-    """A segment or region key as words: 'mid_market' -> 'Mid-market', 'smb' -> 'SMB'.
-
-    The data's keys are identifiers; a VP reads names. Known acronyms stay upper case, any
-    other key has its underscores turned into spaces and its first letter capitalised, so a
-    company's own segment ('strategic_accounts') reads 'Strategic accounts' without a mapping.
-    Missing values read '(none)'.
-    """
-    if value is None or value is pd.NA or value != value:
-        return "(none)"
-    text = str(value)
-    key = text.strip().lower()
-    if key in GROUP_WORDS:
-        return GROUP_WORDS[key]
-    words = text.replace("_", " ").strip()
-    return words[:1].upper() + words[1:] if words.islower() else words
 
 
 def direction_words(description: str, direction: str) -> str:
