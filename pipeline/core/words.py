@@ -61,3 +61,18 @@ def group_in_sentence(value: object) -> str:
     if (mapped_heading and " " not in name) or generated:
         return name[:1].lower() + name[1:]
     return name
+
+
+def format_money(value: float, currency: str) -> str:
+    """An amount as a person writes it: '$11,819' in full, '$1.2M' from a million up.
+
+    Whole units below a million (a CSM's account is a number they know to the unit); a
+    portfolio total in millions with one decimal, because '$1,234,567' is read as 'about
+    1.2 million' anyway. A negative amount gets a real minus sign before the symbol. Here, not
+    in a stage, so the report and the webhook channel write amounts alike.
+    """
+    sign = "−" if value < 0 else ""
+    magnitude = abs(value)
+    if round(magnitude) >= 999_950:  # what would print as $1,000,000 or more
+        return f"{sign}{currency}{magnitude / 1e6:,.1f}M"
+    return f"{sign}{currency}{magnitude:,.0f}"

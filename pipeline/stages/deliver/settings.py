@@ -82,7 +82,7 @@ def delivery_settings(deliver: DeliverSection) -> tuple[SenderSettings, SmtpSett
     return sender, smtp
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -110,7 +110,7 @@ def smtp_credentials(smtp: SmtpSettings, environ: Mapping[str, str]) -> tuple[st
             "named by deliver.username_env/password_env (set them, or set both to null to send "
             "without login)"
         )
-    if smtp.security == "none" and not _is_loopback(smtp.host):
+    if smtp.security == "none" and not is_loopback(smtp.host):
         raise ConfigError(
             f"refusing to send SMTP credentials unencrypted to {smtp.host}: set deliver.security "
             "to starttls or ssl"

@@ -33,7 +33,6 @@ Why it looks as it does:
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import logging
 import math
@@ -53,9 +52,11 @@ from pipeline.core.atomic import atomic_path
 from pipeline.core.config import Config, WebhookSettings
 from pipeline.core.errors import ConfigError, DeliveryError
 from pipeline.core.secrets import redact
+from pipeline.core.words import format_money
 from pipeline.lists.manifest import CsmEntry, ListsManifest
 from pipeline.stages.deliver.channel import Message, Transport, content_digest, safe_token
 from pipeline.stages.deliver.list_files import csv_rows, plain_cell, read_csm_list
+from pipeline.stages.deliver.settings import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +89,6 @@ def clip(text: str, limit: int) -> str:
     """One line (line breaks and runs of spaces collapsed), at most `limit` characters."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-def format_money(value: float, currency: str) -> str:
-    """An amount as the leadership page writes it: '$11,819', '$1.2M' from a million up.
-
-    The same rule as the report's `format_money` (a test holds them together); kept here
-    because a stage does not import another stage.
-    """
-    sign = "−" if value < 0 else ""
-    magnitude = abs(value)
-    if round(magnitude) >= 999_950:
-        return f"{sign}{currency}{magnitude / 1e6:,.1f}M"
-    return f"{sign}{currency}{magnitude:,.0f}"
 
 
 @dataclass(frozen=True)
@@ -246,15 +234,6 @@ def webhook_message_id(as_of: date, csm_id: str, body: bytes) -> str:
 # --- the URL (the secret) --------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def webhook_url(url_env: str, environ: Mapping[str, str]) -> str:
     """The webhook URL from the environment, checked; no error message ever holds it."""
     url = environ.get(url_env, "")
@@ -271,7 +250,7 @@ def webhook_url(url_env: str, environ: Mapping[str, str]) -> str:
         raise ConfigError(f"{where} is not a valid URL") from None
     if parts.scheme not in ("https", "http") or not host:
         raise ConfigError(f"{where} is not an http(s) URL with a host")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise ConfigError(
             f"{where} is plain http to a remote host: refused, because the URL is a secret "
             "and would cross the network readable (use https)"

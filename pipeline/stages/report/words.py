@@ -18,6 +18,7 @@ import pandas as pd
 from features.registry import FAMILIES, Feature
 from pipeline.core.config import ReportSection
 from pipeline.core.words import GROUP_WORDS, group_name  # noqa: F401 - the report's names
+from pipeline.core.words import format_money as core_format_money
 from pipeline.lists.manifest import ListsManifest
 
 #: The currency symbol of `report.currency`'s default (the default itself lives in the config).
@@ -47,17 +48,9 @@ def format_value(value: float | None, kind: str, currency: str = DEFAULT_CURRENC
 
 
 def format_money(value: float, currency: str = DEFAULT_CURRENCY) -> str:
-    """An amount as a person writes it: '$11,819' in full, '$1.2M' from a million up.
-
-    Whole units below a million (a CSM's account is a number they know to the unit); a
-    portfolio total in millions with one decimal, because '$1,234,567' is read as 'about
-    1.2 million' anyway. A negative amount gets a real minus sign before the symbol.
-    """
-    sign = "−" if value < 0 else ""
-    magnitude = abs(value)
-    if round(magnitude) >= 999_950:  # what would print as $1,000,000 or more
-        return f"{sign}{currency}{magnitude / 1e6:,.1f}M"
-    return f"{sign}{currency}{magnitude:,.0f}"
+    """An amount as a person writes it (`pipeline.core.words.format_money`), in the report's
+    default currency unless told."""
+    return core_format_money(value, currency)
 
 
 def none_if_nan(value: object) -> float | None:
