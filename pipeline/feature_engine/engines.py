@@ -184,6 +184,12 @@ def to_spark_sql(sql: str) -> str:
     return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
 
 
+SPARK_MISSING = (
+    "features.engine is 'spark' but Apache Spark is not installed: "
+    "pip install 'churn-pipeline[spark]' (or set features.engine: duckdb)"
+)
+
+
 class SparkEngine:
     """Apache Spark (local mode by default; any master URL for a cluster)."""
 
@@ -200,7 +206,9 @@ class SparkEngine:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         try:
             from pyspark.sql import SparkSession
-
+        except ImportError as err:  # the core install has no Spark: it is an extra
+            raise EngineError(SPARK_MISSING) from err
+        try:
             builder = (
                 SparkSession.builder.master(master)
                 .appName("churn-features")

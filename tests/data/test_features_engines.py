@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 
 import pandas as pd
@@ -83,6 +84,17 @@ def test_transpiled_sql_is_spark_sql():
 def test_unknown_engine_is_a_clear_error():
     with pytest.raises(EngineError, match="duckdb' or 'spark'"):
         open_engine("postgres")
+
+
+def test_spark_engine_without_the_extra_names_the_extra(monkeypatch):
+    """The core install has no pyspark: the Spark engine says in one line what to install."""
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(EngineError) as raised:
+        open_engine("spark")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "pip install 'churn-pipeline[spark]'" in message
 
 
 def test_only_required_tables_give_the_families_that_exist(small_demo):
