@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
 
 from pipeline.core.errors import DataContractError
 from pipeline.data.contract import (
@@ -96,6 +97,9 @@ class ValidationContext:
 class TableResult:
     """Accepted rows (typed, normalised) and quarantined rows (raw values plus reasons).
 
+    `accepted` is a pandas frame from `validate_table` and an Arrow table (typed as the
+    interim Parquet) from the Arrow path of `pipeline.data.validate_fast`.
+
     The counters beside the reasons describe accepted rows that were changed or flagged, not
     dropped: `blanked_after_as_of` {column: n}, `blanked_by_reason` {code: n} (a field that
     failed its pattern), `unknown_references` {code: n} (a soft foreign key without a match).
@@ -103,7 +107,7 @@ class TableResult:
     allowed set (those rows are quarantined), so the user knows what to put in value_map.
     """
 
-    accepted: pd.DataFrame
+    accepted: pd.DataFrame | pa_arrow.Table
     quarantined: pd.DataFrame
     reason_counts: Counter[str]
     ignored_columns: list[str]
@@ -691,15 +695,9 @@ def validate_table(
     accepted = typed.loc[~bad].reset_index(drop=True)
     pandera_schema(spec).validate(accepted)  # invariant: what we accept meets the contract
     positions = np.flatnonzero(bad)
-    quarantined = raw.loc[bad, spec.column_names + ignored].astype("string")
-    quarantined = quarantined.reset_index(drop=True).assign(
-        **{SOURCE_ROW: positions + first_row, REASON: reasons.labels(positions)}
+    quarantined = quarantine_frame(
+        raw.loc[bad, spec.column_names + ignored], positions, reasons.labels(positions), first_row
     )
-
-    def kept(masks: dict[str, np.ndarray]) -> Counter[str]:
-        # What happened to accepted rows; a quarantined row shows its raw values instead.
-        return Counter({k: int((m & ~bad).sum()) for k, m in masks.items() if (m & ~bad).any()})
-
     return TableResult(
         accepted=accepted,
         quarantined=quarantined,
@@ -707,7 +705,25 @@ def validate_table(
         ignored_columns=ignored,
         defaulted_columns=defaulted,
         unknown_values=unknown_values,
-        blanked_after_as_of=kept(blanked_late),
-        blanked_by_reason=kept(blanked_fields),
-        unknown_references=kept(unknown_refs),
+        blanked_after_as_of=kept_counts(blanked_late, bad),
+        blanked_by_reason=kept_counts(blanked_fields, bad),
+        unknown_references=kept_counts(unknown_refs, bad),
     )
+
+
+def quarantine_frame(
+    rows: pd.DataFrame, positions: np.ndarray, labels: list[str], first_row: int
+) -> pd.DataFrame:
+    """Quarantined rows as written: the export's values as text, the row number in the
+    source (`first_row` is the chunk's first) and the reasons. Shared by both validation
+    paths, so their quarantine files cannot differ in format."""
+    return (
+        rows.astype("string")
+        .reset_index(drop=True)
+        .assign(**{SOURCE_ROW: positions + first_row, REASON: labels})
+    )
+
+
+def kept_counts(masks: Mapping[str, np.ndarray], bad: np.ndarray) -> Counter[str]:
+    """What happened to accepted rows, per code; a quarantined row shows its raw values."""
+    return Counter({k: int((m & ~bad).sum()) for k, m in masks.items() if (m & ~bad).any()})
