@@ -22,7 +22,7 @@ from pipeline.lists.manifest import CsmEntry, parse_manifest
 from pipeline.lists.render import render_lists
 from pipeline.stages.deliver.email import build_list_message, message_bytes
 from pipeline.stages.deliver.settings import SenderSettings
-from tests.chromium import Browser, chromium_binary, evaluate, full_page_screenshot, load
+from tests.chromium import Browser
 from tests.code.test_render import JARGON, RULE, STAMP, account, frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,16 +40,6 @@ READ = """
 
 def _artifacts() -> Path:
     return Path(os.environ.get("CHURN_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "lists"
-
-
-def _binary() -> str:
-    binary = chromium_binary()
-    if binary is None:
-        message = "Chromium not found (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
 
 
 def realistic_book() -> pd.DataFrame:
@@ -178,18 +168,10 @@ def email_html(lists_dir: Path, entry: dict, out: Path) -> Path:
 
 def look(path: Path, width: int, shot: str) -> dict:
     """Open `path` at `width` px, keep a full-page screenshot, return what the checks need."""
-    with Browser(_binary(), width=width, height=900) as browser:
-        page = browser.open_page()
-        page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=width,
-            height=900,
-            deviceScaleFactor=1,
-            mobile=width < 600,
-        )
-        load(page, path)
-        seen = evaluate(page, READ)
-        full_page_screenshot(page, _artifacts() / shot)
+    with Browser(width=width, height=900, mobile=width < 600) as page:
+        page.load(path)
+        seen = page.evaluate(READ)
+        page.full_page_screenshot(_artifacts() / shot)
         seen["errors"] = page.errors()
         seen["requests"] = page.requested_urls()
     seen["file"] = path.resolve().as_uri()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chromium import Browser, chromium_binary, evaluate, full_page_screenshot, load
+from tests.chromium import Browser
 
 ROOT = Path(__file__).resolve().parents[2]
 DVC = [sys.executable, "-m", "dvc"]
@@ -117,20 +117,13 @@ def test_dvc_default_page_needs_the_network(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["diff", "show"])
 def test_dvc_plots_page_renders_offline(tmp_path, command):
-    binary = chromium_binary()
-    if binary is None:
-        message = "Chromium not found (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
     page_file = _page(_scratch_repo(tmp_path / "repo", repo_config=True), command)
     expected = len(_plot_definitions())
-    with Browser(binary, width=1280, height=900) as browser:
-        page = browser.open_page()
-        load(page, page_file)
-        charts = evaluate(page, CHARTS % expected)
+    with Browser(width=1280, height=900) as page:
+        page.load(page_file)
+        charts = page.evaluate(CHARTS % expected)
         artifacts = Path(os.environ.get("CHURN_TEST_ARTIFACTS") or ROOT / "test-artifacts")
-        full_page_screenshot(page, artifacts / f"dvc_plots_{command}.png")
+        page.full_page_screenshot(artifacts / f"dvc_plots_{command}.png")
         errors = page.errors()
         requests = page.requested_urls()
     assert errors == []

@@ -41,7 +41,7 @@ from pipeline.stages.report import (
     trust_metrics,
     with_cohort,
 )
-from tests.chromium import Browser, chromium_binary, evaluate, full_page_screenshot, load
+from tests.chromium import Browser
 from tests.report_fixtures import (
     REGISTRY,
     TINY_METRICS,
@@ -483,24 +483,16 @@ def _artifact_dir() -> Path:
 
 
 def test_report_renders_in_headless_chromium(leadership_page):
-    binary = chromium_binary()
-    if binary is None:
-        message = "Chromium not found (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with Browser(binary, width=1280, height=900) as browser:
-        page = browser.open_page()
-        load(page, leadership_page)
-        images = evaluate(
-            page,
+    with Browser(width=1280, height=900) as page:
+        page.load(leadership_page)
+        images = page.evaluate(
             "Promise.all(Array.from(document.images).map(img => img.decode().then("
             "() => ({alt: img.alt, width: img.naturalWidth, height: img.naturalHeight}),"
             "() => ({alt: img.alt, width: 0, height: 0}))))",
         )
-        title = evaluate(page, "document.title")
-        sections = evaluate(page, "Array.from(document.querySelectorAll('h2'), h => h.textContent)")
-        shot = full_page_screenshot(page, _artifact_dir() / "leadership_report.png")
+        title = page.evaluate("document.title")
+        sections = page.evaluate("Array.from(document.querySelectorAll('h2'), h => h.textContent)")
+        shot = page.full_page_screenshot(_artifact_dir() / "leadership_report.png")
         errors = page.errors()
         requests = page.requested_urls()
     assert errors == []

@@ -9,17 +9,15 @@ would see: text whose element's box starts above the 800th pixel.
 
 from __future__ import annotations
 
-import base64
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from pipeline.core.config import ReportSection
 from pipeline.stages.report import build_report, largest_at_risk, render_html, risk_by
 from pipeline.stages.report.words import format_money, group_name
-from tests.chromium import Browser, chromium_binary, evaluate, load
+from tests.chromium import Browser
 from tests.report_fixtures import tiny_inputs, tiny_lists
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,39 +76,13 @@ def _artifact_dir() -> Path:
     return Path(os.environ.get("CHURN_TEST_ARTIFACTS") or ROOT / "test-artifacts")
 
 
-def _browser_binary() -> str:
-    binary = chromium_binary()
-    if binary is None:
-        message = "Chromium not found (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
-
-
 def read_first_screen(html_path: Path, shot_name: str) -> dict:
     """Render the page at 1280x800, keep a screenshot of the window, read its text."""
-    import json
-
-    with Browser(_browser_binary(), width=WIDTH, height=HEIGHT) as browser:
-        page = browser.open_page()
-        # the window's size includes the browser's own bars: fix the viewport itself
-        page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=WIDTH,
-            height=HEIGHT,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
-        load(page, html_path)
-        seen = evaluate(page, READ_PAGE % (json.dumps(JARGON), HEIGHT))
-        shot = page.call("Page.captureScreenshot", format="png")
-        errors = page.errors()
-    out = _artifact_dir() / shot_name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(base64.b64decode(shot["data"]))
-    seen["errors"] = errors
-    seen["screenshot"] = out
+    with Browser(width=WIDTH, height=HEIGHT) as page:
+        page.load(html_path)
+        seen = page.evaluate(READ_PAGE % (json.dumps(JARGON), HEIGHT))
+        seen["screenshot"] = page.screenshot(_artifact_dir() / shot_name)
+        seen["errors"] = page.errors()
     return seen
 
 
