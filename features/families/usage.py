@@ -1,9 +1,12 @@
 """Product usage depth: active users and days, events, modules, advanced usage, stickiness,
 recency; event values and counts per event type where the settings ask for them.
 
-Reads `user_day` (usage per account, user and UTC day, built in `features.definitions`). The
-counts that do not need users (active days, events, values, event types) come from the
-account-day grain, so an event log without user ids still gives them.
+Reads `user_day` (usage per account, user and UTC day, built in `features.definitions`).
+Everything that adds up or merges over days (active days, events, advanced events, modules,
+user-days, values, event types, the last active day) comes from the account-day grain, so an
+event log without user ids still gives it. Distinct users come from spans of each user's
+activity (`_user_span_views`). No view joins a snapshot to its whole user history, so a
+snapshot costs about the same whatever the cadence; docs/feature-engine.md has the figures.
 """
 
 from __future__ import annotations
@@ -13,81 +16,146 @@ from features.names import event_type_columns
 from features.plays import PLAYS, advanced_play
 from features.sql import ratio
 
+# Spans of user activity are listed per block of this many days (see `_user_span_views`):
+# smaller blocks mean fewer spans per lookup but more copies of long spans.
+SPAN_BLOCK_DAYS = 16
+
 
 def _views(settings: FeatureSettings, tables: frozenset[str]) -> list[Statement]:
-    """Usage per account and snapshot, in two steps to keep the distinct counts cheap.
+    """Usage per account and snapshot: sums from the account-day grain, users from spans.
 
-    Step one reduces the snapshot x user-day join to one row per account, snapshot and user
-    with 0/1 flags per window; step two adds the flags up. Distinct counts over the fanned-out
-    join would hash every joined row once per count.
+    Joining each snapshot to its user-days over the look-back (the earlier shape) costs user-days
+    x snapshots; the account-day join costs 5 to 10x less here, and users need only a lookup.
     """
-    sticky = settings.stickiness_days
-    windows = sorted(set(settings.windows) | {sticky})
-    flags = []
-    for w in windows:
-        cur = f"u.day >= s.snap_day - {w}"
-        prev = f"u.day >= s.snap_day - {2 * w} AND u.day < s.snap_day - {w}"
-        flags += [
-            f"MAX(CASE WHEN {cur} THEN 1 ELSE 0 END) AS in_{w}d",
-            f"MAX(CASE WHEN {prev} THEN 1 ELSE 0 END) AS in_prev_{w}d",
-            f"BIT_OR(CASE WHEN {cur} THEN u.modules END) AS modules_{w}d",
-            f"SUM(CASE WHEN {cur} THEN u.events END) AS events_{w}d",
-            f"SUM(CASE WHEN {cur} THEN u.advanced_events END) AS advanced_events_{w}d",
-        ]
-    flags += [
-        f"COUNT(CASE WHEN u.day >= s.snap_day - {sticky} THEN 1 END) AS days_{sticky}d",
-        # first training completion, for training's trained_user_share (no trainings: never)
-        "MAX(CASE WHEN u.first_completion_epoch < s.snap_epoch THEN 1 ELSE 0 END) AS trained",
-        "MAX(u.day) AS last_day",
-    ]
-    per_user = Statement(
-        "usage_per_user",
+    return [*_user_span_views(settings), *_activity_views(settings)]
+
+
+def _user_windows(settings: DeclarationSettings) -> list[int]:
+    """The windows users are counted over: the feature windows and the stickiness window."""
+    return sorted(set(settings.windows) | {settings.stickiness_days})
+
+
+def _user_span_views(settings: FeatureSettings) -> list[Statement]:
+    """Active users per window, from each user's last active day before each edge.
+
+    A user is active in [t - w, t) when their last active day before t is on or after t - w;
+    in [t - 2w, t - w) when their last active day before t - w is on or after t - 2w. So each
+    snapshot needs, per user, the last active day before a few edge days b (t, and t - w for
+    the trends). The user-day d is that day exactly when d < b <= the user's next active day:
+    a span (d, next]. The next active day may lie after t, yet only "next >= b" is read, which
+    holds for the last day before b whatever happens later: later rows never change the day
+    found (the leakage property test checks it). Spans are cut at d + reach (older days are
+    never read) and listed once per block of SPAN_BLOCK_DAYS days they touch, so an edge finds
+    its spans with an equi-join on (account, block) and a filter, never a range join over the
+    snapshot's whole history.
+    The cost is one sort of the user-day grain, paid once, plus per edge the users active
+    near it; a snapshot costs about the same whatever the cadence.
+    """
+    # every snapshot reads at most the look-back (a longer stickiness window is cut to it)
+    lookback = settings.lookback_days
+    reach = min(max(_user_windows(settings)), lookback)
+    block = SPAN_BLOCK_DAYS
+    offsets = reach // block + 1  # the most extra blocks a span of length <= reach touches
+    spans = Statement(
+        "user_spans",
         f"""
-        SELECT s.account_id, s.snapshot_date, u.user_id,
-               {", ".join(flags)}
-        FROM snap AS s
-        JOIN user_day AS u
-          ON u.account_id = s.account_id
-         AND u.day < s.snap_day
-         AND u.day >= s.snap_day - {settings.lookback_days}
-        GROUP BY s.account_id, s.snapshot_date, u.user_id
+        SELECT account_id, user_id, day, first_completion_epoch,
+               span_end,
+               CAST(FLOOR((day + 1) / {block}) AS BIGINT) AS first_block,
+               CAST(FLOOR(span_end / {block}) AS BIGINT) AS last_block
+        FROM (
+            SELECT account_id, user_id, day, first_completion_epoch,
+                   LEAST(COALESCE(next_day, day + {reach}), day + {reach}) AS span_end
+            FROM (
+                SELECT account_id, user_id, day, first_completion_epoch,
+                       LEAD(day) OVER (PARTITION BY account_id, user_id ORDER BY day)
+                           AS next_day
+                FROM user_day
+                WHERE user_id IS NOT NULL
+            ) AS n
+        ) AS c
         """,
+        materialize=True,
+        static=True,
     )
-    user = "p.user_id IS NOT NULL"
+    # A span is found through its first block; one that reaches into later blocks is also
+    # listed once per later block (few: most users are back within a block).
+    numbers = " UNION ALL ".join(f"SELECT {k} AS k" for k in range(1, offsets + 1))
+    later_blocks = Statement(
+        "user_span_later_blocks",
+        f"""
+        SELECT p.account_id, p.day, p.first_completion_epoch, p.span_end,
+               p.first_block + o.k AS block
+        FROM user_spans AS p
+        JOIN ({numbers}) AS o ON o.k <= p.last_block - p.first_block
+        WHERE p.last_block > p.first_block
+        """,
+        materialize=True,
+        static=True,
+    )
+    edge_rows = [("0", "s.snap_day")] + [(str(w), f"s.snap_day - {w}") for w in settings.windows]
+    edges = " UNION ALL ".join(
+        f"SELECT s.account_id, s.snapshot_date, {edge} AS edge, {day} AS edge_day FROM snap AS s"
+        for edge, day in edge_rows
+    )
+    snap_edges = Statement(
+        "snap_edges",
+        f"""
+        SELECT account_id, snapshot_date, edge, edge_day,
+               CAST(FLOOR(edge_day / {block}) AS BIGINT) AS block
+        FROM ({edges}) AS e
+        """,
+        materialize=True,
+    )
     maxw = settings.max_window
-    sums = []
-    for w in windows:
-        sums += [
-            f"COALESCE(SUM(CASE WHEN {user} THEN p.in_{w}d END), 0) AS active_users_{w}d",
-            f"COALESCE(SUM(CASE WHEN {user} THEN p.in_prev_{w}d END), 0) AS prev_active_users_{w}d",
-            f"COALESCE(BIT_COUNT(BIT_OR(p.modules_{w}d)), 0) AS distinct_modules_{w}d",
-            f"SUM(p.events_{w}d) AS events_{w}d",
-            f"SUM(p.advanced_events_{w}d) AS advanced_events_{w}d",
-        ]
-    sums += [
-        f"COALESCE(SUM(CASE WHEN {user} THEN p.days_{sticky}d END), 0) AS user_days_{sticky}d",
-        f"COALESCE(SUM(CASE WHEN {user} AND p.in_{maxw}d = 1 THEN p.trained END), 0)"
-        " AS trained_active_users",
-        "MAX(p.last_day) AS last_active_day",
+    counts = [
+        f"COUNT(CASE WHEN x.edge = 0 AND x.day >= s.snap_day - {min(w, lookback)} THEN 1 END)"
+        f" AS active_users_{w}d"
+        for w in _user_windows(settings)
     ]
-    usage = Statement(
+    counts += [
+        f"COUNT(CASE WHEN x.edge = {w} AND x.day >= s.snap_day - {2 * w} THEN 1 END)"
+        f" AS prev_active_users_{w}d"
+        for w in settings.windows
+    ]
+    # first training completion, for training's trained_user_share (no trainings: never)
+    counts.append(
+        f"COUNT(CASE WHEN x.edge = 0 AND x.day >= s.snap_day - {maxw}"
+        " AND x.first_completion_epoch < s.snap_epoch THEN 1 END) AS trained_active_users"
+    )
+    users = Statement(
         "f_usage",
         f"""
         SELECT s.account_id, s.snapshot_date,
-               {", ".join(sums)}
+               {", ".join(counts)}
         FROM snap AS s
-        LEFT JOIN usage_per_user AS p
-          ON p.account_id = s.account_id AND p.snapshot_date = s.snapshot_date
+        LEFT JOIN (
+            SELECT e.account_id, e.snapshot_date, e.edge, b.day, b.first_completion_epoch
+            FROM snap_edges AS e
+            JOIN user_spans AS b ON b.account_id = e.account_id AND b.first_block = e.block
+            WHERE b.day < e.edge_day AND b.span_end >= e.edge_day
+            UNION ALL
+            SELECT e.account_id, e.snapshot_date, e.edge, b.day, b.first_completion_epoch
+            FROM snap_edges AS e
+            JOIN user_span_later_blocks AS b ON b.account_id = e.account_id AND b.block = e.block
+            WHERE b.day < e.edge_day AND b.span_end >= e.edge_day
+        ) AS x ON x.account_id = s.account_id AND x.snapshot_date = s.snapshot_date
         GROUP BY s.account_id, s.snapshot_date
         """,
         alias="u",
     )
-    return [per_user, usage, *_activity_views(settings)]
+    return [spans, later_blocks, snap_edges, users]
 
 
 def _activity_views(settings: FeatureSettings) -> list[Statement]:
-    """Usage per account and UTC day, and its windows per snapshot (alias `ua`)."""
-    sums = ["SUM(events) AS events"]
+    """Usage per account and UTC day, and its windows per snapshot (alias `ua`): every usage
+    measure that adds up or merges over days, so users are never needed for it."""
+    sums = [
+        "SUM(events) AS events",
+        "SUM(advanced_events) AS advanced_events",
+        "BIT_OR(modules) AS modules",
+        "COUNT(user_id) AS users",
+    ]
     if settings.usage_value:
         sums += ["SUM(value_sum) AS value_sum", "SUM(valued_events) AS valued_events"]
     types = list(event_type_columns(settings.event_types).values())
@@ -102,7 +170,13 @@ def _activity_views(settings: FeatureSettings) -> list[Statement]:
         materialize=True,
         static=True,
     )
-    aggs = []
+    sticky = settings.stickiness_days
+    aggs = [
+        # user-days with a known user over the stickiness window (users active per day, summed)
+        f"COALESCE(SUM(CASE WHEN a.day >= s.snap_day - {sticky} THEN a.users END), 0)"
+        f" AS user_days_{sticky}d",
+        "MAX(a.day) AS last_active_day",
+    ]
     for w in settings.windows:
         cur = f"a.day >= s.snap_day - {w}"
         prev = f"a.day >= s.snap_day - {2 * w} AND a.day < s.snap_day - {w}"
@@ -110,6 +184,9 @@ def _activity_views(settings: FeatureSettings) -> list[Statement]:
             f"COUNT(CASE WHEN {cur} THEN 1 END) AS active_days_{w}d",
             f"COALESCE(SUM(CASE WHEN {cur} THEN a.events END), 0) AS events_{w}d",
             f"COALESCE(SUM(CASE WHEN {prev} THEN a.events END), 0) AS prev_events_{w}d",
+            f"SUM(CASE WHEN {cur} THEN a.advanced_events END) AS advanced_events_{w}d",
+            f"COALESCE(BIT_COUNT(BIT_OR(CASE WHEN {cur} THEN a.modules END)), 0)"
+            f" AS distinct_modules_{w}d",
         ]
         if settings.usage_value:
             aggs += [
@@ -174,7 +251,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=advanced_play(settings.advanced_modules),
             window_days=w,
-            sql=f"COALESCE(u.distinct_modules_{w}d, 0)",
+            sql=f"ua.distinct_modules_{w}d",
         ),
         Feature(
             name=f"advanced_usage_share_{w}d",
@@ -187,7 +264,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             play=advanced_play(settings.advanced_modules),
             window_days=w,
             when_missing=f"no product events in the last {w} days",
-            sql=ratio(f"u.advanced_events_{w}d", f"u.events_{w}d"),
+            sql=ratio(f"ua.advanced_events_{w}d", f"ua.events_{w}d"),
         ),
         Feature(
             name=f"events_per_active_user_{w}d",
@@ -200,7 +277,7 @@ def _per_window(w: int, settings: DeclarationSettings) -> list[Feature]:
             play=PLAYS["adoption"],
             window_days=w,
             when_missing=f"no active users in the last {w} days",
-            sql=ratio(f"u.events_{w}d", f"u.active_users_{w}d"),
+            sql=ratio(f"ua.events_{w}d", f"u.active_users_{w}d"),
         ),
         Feature(
             name=f"active_users_trend_{w}d",
@@ -324,7 +401,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["adoption"],
             when_missing=f"no active users in the last {sticky} days",
-            sql=ratio(f"u.user_days_{sticky}d", f"u.active_users_{sticky}d * {sticky}"),
+            sql=ratio(f"ua.user_days_{sticky}d", f"u.active_users_{sticky}d * {sticky}"),
         ),
         Feature(
             name="days_since_last_activity",
@@ -336,7 +413,7 @@ def _fixed(settings: DeclarationSettings) -> list[Feature]:
             actionable=True,
             play=PLAYS["engagement"],
             # no activity in the look-back: capped one day beyond it
-            sql=f"CAST(COALESCE(s.snap_day - u.last_active_day, {settings.lookback_days + 1})"
+            sql=f"CAST(COALESCE(s.snap_day - ua.last_active_day, {settings.lookback_days + 1})"
             " AS DOUBLE)",
         ),
     ]
