@@ -38,7 +38,7 @@ are deleted after ingest). The real simulator and ingest are used at every size:
 shared 2-core machine, 100M events (69,318 accounts, 680 MiB interim usage_events) took
 about 12 minutes (simulate 139 s, ingest 590 s), so no synthetic shortcut is needed.
 
-``--profile`` adds a per-statement breakdown of the full set (monthly): each view is
+``--profile`` adds a per-statement breakdown of the full set, monthly and weekly: each view is
 materialised as a table in turn and timed, which says which statement dominates (views are
 otherwise lazy and all their cost lands in the last query).
 
@@ -88,6 +88,7 @@ from pipeline.data.contract import interim_path
 from pipeline.data.sources import DirectorySource
 from pipeline.feature_engine.build import (
     build_features,
+    day_number,
     feature_settings,
     present_tables,
     snapshot_dates,
@@ -409,7 +410,9 @@ def _measure_usage_family(
     try:
         for name in sorted(tables):
             engine.register_parquet(name, interim_path(interim, name))
-        statements = feature_statements(settings, tables, names)
+        # as build_features does: the windowed usage views read only what the snapshots see
+        windowed = replace(settings, first_snapshot_day=day_number(min(dates)))
+        statements = feature_statements(windowed, tables, names)
         batches = []
         for first in range(0, len(dates), batch_size):
             engine.register_frame(
@@ -580,16 +583,19 @@ def _measure_size(interim: Path, config: Config, monthly: list[date], opts: Opti
                 )
         profile = None
         if opts.profile:
-            profile = _in_fresh_process(
-                workdir,
-                opts.rss_cap_mib,
-                _profile_statements,
-                interim,
-                tables,
-                monthly,
-                settings,
-                *project,
-            )
+            profile = {
+                cadence: _in_fresh_process(
+                    workdir,
+                    opts.rss_cap_mib,
+                    _profile_statements,
+                    interim,
+                    tables,
+                    dates,
+                    settings,
+                    *project,
+                )
+                for cadence, dates in (("monthly", monthly), ("weekly", weekly))
+            }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
@@ -737,21 +743,26 @@ def _print_size(size: int, setup: dict, measured: dict, scan_info: dict) -> dict
                 f"{step} " + ", ".join(f"{w:.1f}" for w in s[step]["walls"]) for step in STEPS
             )
         )
-    profile = measured["profile"]
-    if profile is not None and profile.get("aborted"):
-        print(f"\nper statement: stopped at the RSS cap after {profile['wall_s']:.0f} s")
-    elif profile is not None:
-        total = sum(t for t, *_ in profile["statements"].values())
-        print(
-            f"\nper statement, full set, monthly (each view materialised in turn, summed over "
-            f"snapshot batches; total {total:.1f} s, wall {profile['wall_s']:.1f} s, "
-            f"peak RSS {profile['peak_rss_mib'] / 1024:.2f} GiB):"
-        )
-        print(f"{'statement':28}{'wall (s)':>10}{'share':>8}{'rows':>16}{'builds':>8}  in stage")
-        for name, (wall, n, builds, materialized, static) in profile["statements"].items():
-            kind = ("table" if materialized else "view") + (", static" if static else "")
-            print(f"{name:28}{wall:>10.2f}{wall / total:>8.0%}{n:>16,}{builds:>8}  {kind}")
+    for cadence, profile in (measured["profile"] or {}).items():
+        _print_profile(cadence, profile)
     return f
+
+
+def _print_profile(cadence: str, profile: dict) -> None:
+    """The per-statement breakdown of the full set for one snapshot cadence."""
+    if profile.get("aborted"):
+        print(f"\nper statement, {cadence}: stopped at the RSS cap after {profile['wall_s']:.0f} s")
+        return
+    total = sum(t for t, *_ in profile["statements"].values())
+    print(
+        f"\nper statement, full set, {cadence} (each view materialised in turn, summed over "
+        f"snapshot batches; total {total:.1f} s, wall {profile['wall_s']:.1f} s, "
+        f"peak RSS {profile['peak_rss_mib'] / 1024:.2f} GiB):"
+    )
+    print(f"{'statement':28}{'wall (s)':>10}{'share':>8}{'rows':>16}{'builds':>8}  in stage")
+    for name, (wall, n, builds, materialized, static) in profile["statements"].items():
+        kind = ("table" if materialized else "view") + (", static" if static else "")
+        print(f"{name:28}{wall:>10.2f}{wall / total:>8.0%}{n:>16,}{builds:>8}  {kind}")
 
 
 def _print_overview(figures: list[dict]) -> None:

@@ -109,6 +109,19 @@ class FeatureSettings(DeclarationSettings):
     renewal_grace_days: int
     # The data's as-of date (day number): labels not decided by then are censored.
     as_of_day: int
+    # The earliest snapshot of this run (day number), when known: the windowed usage views
+    # then read only the days a snapshot can see. None: every day (same result, more work).
+    first_snapshot_day: int | None = None
+    # Incremental usage grain: `user_day` holds the saved grain (`user_day_state`, days before
+    # this day number) and aggregates only the events from this day on. None: all events.
+    grain_state_before_day: int | None = None
+
+    @property
+    def history_from_day(self) -> int | None:
+        """The first day any windowed usage view of this run reads (None: all of them)."""
+        if self.first_snapshot_day is None:
+            return None
+        return self.first_snapshot_day - self.lookback_days
 
     @property
     def label_rule(self) -> LabelRule:

@@ -83,66 +83,111 @@ def _snapshot_rows() -> Statement:
     )
 
 
-def _module_bits() -> Statement:
-    """A bit per product module, so distinct modules over a window are a BIT_OR away."""
-    return Statement(
-        "module_bits",
-        """
+def _module_bits(settings: FeatureSettings) -> Statement:
+    """A bit per product module, so distinct modules over a window are a BIT_OR away.
+
+    Over a saved grain (`settings.grain_state_before_day`) the saved modules keep their bits
+    (`module_bits_state`) and modules new to the events take the next ones, so the saved
+    bit sets stay right; distinct counts do not depend on which bit a module has.
+    """
+    if settings.grain_state_before_day is None:
+        sql = """
         SELECT module,
                CAST(POWER(2, ROW_NUMBER() OVER (ORDER BY module) - 1) AS BIGINT) AS bit
         FROM (SELECT DISTINCT module FROM usage_events) AS m
-        """,
-        materialize=True,
-        static=True,
-    )
+        """
+    else:
+        sql = """
+        SELECT module, bit FROM module_bits_state
+        UNION ALL
+        SELECT n.module,
+               CAST(POWER(2, k.saved + ROW_NUMBER() OVER (ORDER BY n.module) - 1) AS BIGINT)
+        FROM (
+            SELECT DISTINCT module FROM usage_events
+            WHERE module NOT IN (SELECT module FROM module_bits_state)
+        ) AS n
+        CROSS JOIN (SELECT COUNT(*) AS saved FROM module_bits_state) AS k
+        """
+    return Statement("module_bits", sql, materialize=True, static=True)
 
 
-def _user_day(settings: FeatureSettings, *, has_trainings: bool) -> Statement:
+def user_day_columns(settings: DeclarationSettings) -> dict[str, str]:
+    """The user-day grain's measures: column -> its aggregate over the usage rows `e`.
+
+    With `settings.usage_value` it sums the events' values (and counts the events that carry
+    one); with `settings.event_types`, the events of each type (columns `events_type_<slug>`).
+    The saved grain of an incremental run has exactly these columns.
+    """
+    columns = {
+        "events": "SUM(e.count)",
+        "advanced_events": f"SUM(CASE WHEN e.module IN ({quote_list(settings.advanced_modules)})"
+        " THEN e.count ELSE 0 END)",
+        "modules": "BIT_OR(b.bit)",
+    }
+    if settings.usage_value:
+        columns["value_sum"] = "SUM(e.value)"
+        columns["valued_events"] = "SUM(CASE WHEN e.value IS NOT NULL THEN e.count ELSE 0 END)"
+    for event_type, column in event_type_columns(settings.event_types).items():
+        columns[column] = (
+            f"SUM(CASE WHEN e.event_type = {quote(event_type)} THEN e.count ELSE 0 END)"
+        )
+    return columns
+
+
+def _user_day(settings: FeatureSettings) -> list[Statement]:
     """Usage pre-aggregated to account, user and day: the grain usage and onboarding read.
 
-    It carries each user's first training completion too, so the usage pass can tell trained
-    active users without a second join (training's `trained_user_share`). With
-    `settings.usage_value` it sums the events' values (and counts the events that carry one);
-    with `settings.event_types`, the events of each type (columns `events_type_<slug>`).
+    One pass over the events, the only one. With a saved grain
+    (`settings.grain_state_before_day`), the pass covers only the days from that day on
+    (`user_day_new`) and `user_day` is the saved days and those together.
     """
-    first_completion_join = ""
-    first_completion_col = "CAST(NULL AS BIGINT) AS first_completion_epoch"
+    columns = user_day_columns(settings)
+    day = day_of_timestamp("e.occurred_at")
+    measures = ",\n               ".join(f"{agg} AS {col}" for col, agg in columns.items())
+    since = settings.grain_state_before_day
+    aggregate = f"""
+        SELECT e.account_id, e.user_id, {day} AS day,
+               {measures}
+        FROM usage_events AS e
+        JOIN module_bits AS b ON b.module = e.module
+        {"" if since is None else f"WHERE {day} >= {since}"}
+        GROUP BY e.account_id, e.user_id, {day}
+        """
+    if since is None:
+        return [Statement("user_day", aggregate, materialize=True, static=True)]
+    names = ", ".join(["account_id", "user_id", "day", *columns])
+    return [
+        Statement("user_day_new", aggregate, materialize=True, static=True),
+        Statement(
+            "user_day",
+            f"""
+            SELECT {names} FROM user_day_state WHERE day < {since}
+            UNION ALL
+            SELECT {names} FROM user_day_new
+            """,
+            static=True,
+        ),
+    ]
+
+
+def _first_completion(*, has_trainings: bool) -> Statement:
+    """Each user's first training completion (epoch seconds), for trained active users.
+
+    Kept apart from `user_day` so the usage grain does not change as trainings arrive (an
+    incremental run reuses the saved grain). Without trainings: no rows, so nobody is trained.
+    """
     if has_trainings:
-        first_completion_join = f"""
-        LEFT JOIN (
-            SELECT user_id, account_id, MIN({epoch("completed_at")}) AS first_completion_epoch
-            FROM trainings WHERE completed_at IS NOT NULL
-            GROUP BY user_id, account_id
-        ) AS fc ON fc.user_id = g.user_id AND fc.account_id = g.account_id"""
-        first_completion_col = "fc.first_completion_epoch"
-    extra: dict[str, str] = {}  # column: its aggregate over the usage rows
-    if settings.usage_value:
-        extra["value_sum"] = "SUM(e.value)"
-        extra["valued_events"] = "SUM(CASE WHEN e.value IS NOT NULL THEN e.count ELSE 0 END)"
-    for event_type, column in event_type_columns(settings.event_types).items():
-        extra[column] = f"SUM(CASE WHEN e.event_type = {quote(event_type)} THEN e.count ELSE 0 END)"
-    extra_sums = "".join(f",\n                   {agg} AS {col}" for col, agg in extra.items())
-    extra_cols = "".join(f", g.{col}" for col in extra)
-    return Statement(
-        "user_day",
-        f"""
-        SELECT g.account_id, g.user_id, g.day, g.events, g.advanced_events, g.modules{extra_cols},
-               {first_completion_col}
-        FROM (
-            SELECT e.account_id, e.user_id,
-                   {day_of_timestamp("e.occurred_at")} AS day,
-                   SUM(e.count) AS events,
-                   SUM(CASE WHEN e.module IN ({quote_list(settings.advanced_modules)})
-                            THEN e.count ELSE 0 END) AS advanced_events,
-                   BIT_OR(b.bit) AS modules{extra_sums}
-            FROM usage_events AS e
-            JOIN module_bits AS b ON b.module = e.module
-            GROUP BY e.account_id, e.user_id, {day_of_timestamp("e.occurred_at")}
-        ) AS g{first_completion_join}
-        """,
-        materialize=True,
-        static=True,
-    )
+        sql = f"""
+        SELECT account_id, user_id, MIN({epoch("completed_at")}) AS first_completion_epoch
+        FROM trainings WHERE completed_at IS NOT NULL
+        GROUP BY account_id, user_id
+        """
+    else:
+        sql = """
+        SELECT account_id, user_id, CAST(NULL AS BIGINT) AS first_completion_epoch
+        FROM user_day WHERE 1 = 0
+        """
+    return Statement("user_first_completion", sql, materialize=True, static=True)
 
 
 # --- assembly --------------------------------------------------------------------------------
@@ -178,8 +223,9 @@ def feature_statements(
     features = _requested(settings, present, feature_names)
     statements = [
         _snapshot_rows(),
-        _module_bits(),
-        _user_day(settings, has_trainings="trainings" in present),
+        _module_bits(settings),
+        *_user_day(settings),
+        _first_completion(has_trainings="trainings" in present),
     ]
     for family in FAMILIES.values():
         statements += family.statements(settings, present)

@@ -52,6 +52,15 @@ ModelsOption = Annotated[Path, typer.Option("--models", help="The trained model 
 MetricsInOption = Annotated[Path, typer.Option("--metrics", help="Metrics from `churn evaluate`.")]
 PlotsInOption = Annotated[Path, typer.Option("--plots", help="Curve CSVs from `churn evaluate`.")]
 # Options shared by `score` and `weekly`, which score the same way.
+FeatureStateOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--feature-state",
+        help="Keep the usage grain in this directory between runs, so a run aggregates only "
+        "the days after the saved ones (reused only when every saved day's events are "
+        "unchanged; the lists are the same either way).",
+    ),
+]
 ModelRefOption = Annotated[
     str,
     typer.Option(
@@ -499,6 +508,7 @@ def _score(
     reference: Path,
     out: Path | None,
     marks: Path | None,
+    feature_state: Path | None = None,
 ):
     from pipeline.stages.score import run_score
 
@@ -510,6 +520,7 @@ def _score(
         reference_features=reference,
         out_dir=out,
         marks_path=marks,
+        feature_state=feature_state,
     )
     log.info(
         "lists for %d CSMs as of %s, %d warnings",
@@ -541,6 +552,7 @@ def score(
             "depends only on tracked inputs. `churn weekly` reads data/marks/marks.parquet."
         ),
     ] = None,
+    feature_state: FeatureStateOption = None,
 ) -> None:
     """Score every active account, explain it and write each CSM's ranked at-risk list."""
     config = _config(params_path)
@@ -553,6 +565,7 @@ def score(
             reference=reference,
             out=out,
             marks=marks,
+            feature_state=feature_state,
         )
     except ChurnError as err:
         _fail(err)
@@ -816,6 +829,7 @@ def weekly(
         ),
     ] = False,
     channel: ChannelOption = "email",
+    feature_state: FeatureStateOption = LAYOUT.feature_state,
 ) -> None:
     """The weekly job (for cron): ingest the fresh extract, score the week, write each CSM's
     list and email it, all at one as-of date.
@@ -854,6 +868,7 @@ def weekly(
             reference=reference,
             out=lists,
             marks=LAYOUT.marks,
+            feature_state=feature_state,
         )
         holds = delivery_holds(
             manifest.warnings,

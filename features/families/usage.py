@@ -21,6 +21,14 @@ from features.sql import ratio
 SPAN_BLOCK_DAYS = 16
 
 
+def _from(settings: FeatureSettings, column: str, *, first: bool = False) -> str:
+    """The filter to the days this run's snapshots can read (none when not known)."""
+    since = settings.history_from_day
+    if since is None:
+        return ""
+    return f"{'WHERE' if first else ' AND'} {column} >= {since}"
+
+
 def _views(settings: FeatureSettings, tables: frozenset[str]) -> list[Statement]:
     """Usage per account and snapshot: sums from the account-day grain, users from spans.
 
@@ -59,20 +67,21 @@ def _user_span_views(settings: FeatureSettings) -> list[Statement]:
     spans = Statement(
         "user_spans",
         f"""
-        SELECT account_id, user_id, day, first_completion_epoch,
-               span_end,
+        SELECT account_id, day, first_completion_epoch, span_end,
                CAST(FLOOR((day + 1) / {block}) AS BIGINT) AS first_block,
                CAST(FLOOR(span_end / {block}) AS BIGINT) AS last_block
         FROM (
-            SELECT account_id, user_id, day, first_completion_epoch,
-                   LEAST(COALESCE(next_day, day + {reach}), day + {reach}) AS span_end
+            SELECT n.account_id, n.user_id, n.day, fc.first_completion_epoch,
+                   LEAST(COALESCE(n.next_day, n.day + {reach}), n.day + {reach}) AS span_end
             FROM (
-                SELECT account_id, user_id, day, first_completion_epoch,
+                SELECT account_id, user_id, day,
                        LEAD(day) OVER (PARTITION BY account_id, user_id ORDER BY day)
                            AS next_day
                 FROM user_day
-                WHERE user_id IS NOT NULL
+                WHERE user_id IS NOT NULL{_from(settings, "day")}
             ) AS n
+            LEFT JOIN user_first_completion AS fc
+              ON fc.account_id = n.account_id AND fc.user_id = n.user_id
         ) AS c
         """,
         materialize=True,
@@ -165,6 +174,7 @@ def _activity_views(settings: FeatureSettings) -> list[Statement]:
         f"""
         SELECT account_id, day, {", ".join(sums)}
         FROM user_day
+        {_from(settings, "day", first=True)}
         GROUP BY account_id, day
         """,
         materialize=True,

@@ -61,6 +61,9 @@ class Layout:
     # The CSMs' marks (`churn mark`): append-only, never an output of a stage, git-ignored
     # (CSM names and notes).
     marks: Path = Path("data/marks/marks.parquet")
+    # The weekly job's saved usage grain (a cache `churn weekly` keeps between weeks; see
+    # pipeline.feature_engine.state), git-ignored and never a stage output.
+    feature_state: Path = Path("data/state/usage_grain")
 
     @property
     def truth_decisions(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +26,15 @@ from pipeline.core.labels import ID_COLUMNS, LABEL
 from pipeline.core.layout import VALIDATION_REPORT
 from pipeline.data.contract import TABLE_ORDER, TABLES, interim_path
 from pipeline.feature_engine.engines import Engine, open_engine
+from pipeline.feature_engine.state import (
+    MODULE_BITS,
+    PARTS,
+    GrainPlan,
+    fingerprint_sql,
+    grain_key,
+    plan_grain,
+    save_grain,
+)
 from pipeline.feature_engine.vocabulary import (
     Vocabulary,
     instant,
@@ -102,8 +111,14 @@ def build_features(
     settings: FeatureSettings,
     *,
     batch_size: int = 12,
+    state_dir: Path | None = None,
 ) -> FeatureResult:
-    """Run the feature definitions on `engine` over the interim tables for `dates`."""
+    """Run the feature definitions on `engine` over the interim tables for `dates`.
+
+    With `state_dir`, the usage grain saved there by an earlier run is reused when it is
+    provably what a full pass would build (see `pipeline.feature_engine.state`), and the grain
+    of this run is saved there for the next one. The feature table is the same either way.
+    """
     missing_required = [t for t in TABLE_ORDER if TABLES[t].required and t not in tables_present]
     if missing_required:
         raise FeatureError(f"required tables missing from interim data: {missing_required}")
@@ -113,6 +128,12 @@ def build_features(
     usable = available(registry, tables_present)
     for name in sorted(tables_present):
         engine.register_parquet(name, interim_path(interim_dir, name))
+    # the windowed usage views read only the days these snapshots can see
+    settings = replace(settings, first_snapshot_day=day_number(min(dates)))
+    plan = None
+    if state_dir is not None and "usage_events" in tables_present:
+        plan = _plan_grain(engine, Path(state_dir), settings)
+        settings = replace(settings, grain_state_before_day=plan.since)
     statements = feature_statements(settings, tables_present, [f.name for f in usable])
     # Snapshots in batches bound the size of the snapshot x history joins (memory), while the
     # snapshot-independent views (usage per user and day...) are built once.
@@ -121,6 +142,8 @@ def build_features(
         engine.register_frame("snapshot_dates", snapshot_frame(dates[first : first + batch_size]))
         batches.append(engine.run(statements))
     raw = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0]
+    if plan is not None:
+        save_grain(engine, plan, before_day=settings.as_of_day)
     table = _tidy(raw, usable)
     unavailable_features = [f.name for f in registry if f not in usable]
     usable_families = {f.family for f in usable}
@@ -134,6 +157,23 @@ def build_features(
         families_partial=families_partial,
         features_unavailable=unavailable_features,
     )
+
+
+def _plan_grain(engine: Engine, state_dir: Path, settings: FeatureSettings) -> GrainPlan:
+    """Decide whether the saved usage grain is reused; register it with the engine if so."""
+    if engine.name != "duckdb":
+        raise FeatureError(
+            "the saved usage grain (--feature-state) is built on DuckDB only; "
+            "set features.engine: duckdb for the weekly job"
+        )
+    key = grain_key(settings, engine.name, engine.version)
+    fingerprints = engine.query(fingerprint_sql())
+    plan = plan_grain(state_dir, key, fingerprints, as_of_day=settings.as_of_day)
+    log.info("usage grain: %s", plan.reason)
+    if plan.since is not None:
+        engine.register_parquet("user_day_state", state_dir / PARTS)
+        engine.register_parquet("module_bits_state", state_dir / MODULE_BITS)
+    return plan
 
 
 def _tidy(raw: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
@@ -297,6 +337,7 @@ def compute_features(
     *,
     settings: FeatureSettings | None = None,
     engine_name: str | None = None,
+    state_dir: Path | None = None,
 ) -> FeatureResult:
     """Open the configured engine, build the features for `dates`, close it (the I/O edge)."""
     cfg = config.features
@@ -311,6 +352,7 @@ def compute_features(
             dates,
             settings or feature_settings(config),
             batch_size=cfg.snapshot_batch_size,
+            state_dir=state_dir,
         )
     finally:
         engine.close()

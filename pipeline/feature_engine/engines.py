@@ -25,11 +25,18 @@ log = logging.getLogger(__name__)
 class Engine(Protocol):
     name: str
 
+    @property
+    def version(self) -> str: ...
+
     def register_parquet(self, name: str, path: Path) -> None: ...
 
     def register_frame(self, name: str, frame: pd.DataFrame) -> None: ...
 
     def run(self, statements: list[Statement]) -> pd.DataFrame: ...
+
+    def query(self, sql: str) -> pd.DataFrame: ...
+
+    def write_parquet(self, sql: str, path: Path) -> None: ...
 
     def close(self) -> None: ...
 
@@ -102,6 +109,23 @@ class DuckDBEngine:
             return self._con.execute(
                 f"SELECT * FROM ({final.sql}) AS q ORDER BY account_id, snapshot_date"
             ).df()
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """The rows of one query over the registered tables and built views."""
+        with _duckdb_errors(self._con, "running a query"):
+            return self._con.execute(sql).df()
+
+    @property
+    def version(self) -> str:
+        import duckdb
+
+        return duckdb.__version__
+
+    def write_parquet(self, sql: str, path: Path) -> None:
+        """One query's rows to a Parquet file (in DuckDB, without a round trip to pandas)."""
+        target = _sql_text(str(path))
+        with _duckdb_errors(self._con, f"writing {Path(path).name}"):
+            self._con.execute(f"COPY ({sql}) TO '{target}' (FORMAT PARQUET)")
 
     def close(self) -> None:
         self._con.close()
@@ -247,6 +271,19 @@ class SparkEngine:
             df.createOrReplaceTempView(st.name)
         result = self._spark.sql(to_spark_sql(final.sql)).orderBy("account_id", "snapshot_date")
         return result.toPandas()
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self._spark.sql(to_spark_sql(sql)).toPandas()
+
+    @property
+    def version(self) -> str:
+        return str(self._spark.version)
+
+    def write_parquet(self, sql: str, path: Path) -> None:
+        raise EngineError(
+            "the saved usage grain (--feature-state) is built on DuckDB only; "
+            "set features.engine: duckdb for the weekly job"
+        )
 
     def close(self) -> None:
         for df in self._cached:

@@ -723,10 +723,13 @@ def run_score(
     reference_features: Path | None,
     out_dir: Path | None,
     marks_path: Path | None = None,
+    feature_state: Path | None = None,
 ) -> ListsManifest:
     """The score stage's edge: validated tables and a model in; the lists out.
 
-    `marks_path` is the CSMs' marks log (`churn mark`); absent or None: no marks. Writes
+    `marks_path` is the CSMs' marks log (`churn mark`); absent or None: no marks.
+    `feature_state` is a directory for the saved usage grain (the weekly job's), reused when
+    it matches the data and rewritten; None: every event is aggregated afresh. Writes
     `out_dir` (default reports/lists/<as-of>) atomically and returns the manifest.
     """
     settings = score_settings(config)
@@ -763,7 +766,9 @@ def run_score(
 
     weeks = weeks_to_score(as_of, settings.trend_weeks)
     try:
-        built = compute_features(config, interim_dir, tables, weeks, settings=feature_cfg)
+        built = compute_features(
+            config, interim_dir, tables, weeks, settings=feature_cfg, state_dir=feature_state
+        )
     except FeatureError as err:
         raise ScoringError(str(err)) from err
     table = with_missing_features(built.table, without_data, by_name)

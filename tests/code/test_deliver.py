@@ -923,6 +923,8 @@ def test_weekly_scores_then_delivers_and_a_rerun_sends_nothing_twice(
         assert config.base.as_of_date == date.fromisoformat(AS_OF)
         report = json.loads((kwargs["interim_dir"] / "validation_report.json").read_text())
         assert report["as_of"].startswith(AS_OF) and report["rows_accepted"] > 0
+        # the weekly job keeps its usage grain between weeks (a git-ignored cache)
+        assert kwargs["feature_state"] == Path("data/state/usage_grain")
         calls.append(kwargs["out_dir"])
         with atomic_path(kwargs["out_dir"]) as tmp:  # like the score stage: dir replaced
             fill_lists(tmp)
