@@ -2,7 +2,8 @@
 
 An account 40 days old has only 40 days: the cutoff is min(created day + onboarding_days, t).
 All snapshots after that share one cutoff, so the events are joined to the few distinct
-cutoffs per account, not to every snapshot.
+cutoffs per account, not to every snapshot; the shared cutoff's aggregates are built once per
+run, whatever the number of snapshot batches.
 """
 
 from __future__ import annotations
@@ -13,71 +14,121 @@ from features.sql import day_of_timestamp, flag, ratio
 
 
 def _views(settings: FeatureSettings, tables: frozenset[str]) -> list[Statement]:
+    """The onboarding aggregates per (account, cutoff), for mature and young cutoffs apart.
+
+    An account past its first `onboarding_days` has one cutoff (created day + n) for every
+    snapshot: its aggregates are built once per run (`static`), not once per batch of
+    snapshots. Only the young accounts' cutoffs (the snapshot day itself) depend on the
+    snapshots. An account without a created day is always young (its cutoff is the snapshot,
+    as LEAST skips the missing term).
+    """
     n = settings.onboarding_days
-    cutoffs = Statement(
-        "onboarding_cutoffs",
+    mature = Statement(
+        "onboarding_mature_cutoffs",
         f"""
-        SELECT DISTINCT account_id, created_day,
-               LEAST(created_day + {n}, snap_day) AS cutoff_day
+        SELECT account_id, created_day, created_day + {n} AS cutoff_day
+        FROM (SELECT account_id, {day_of_timestamp("created_at")} AS created_day FROM accounts)
+             AS a
+        WHERE created_day IS NOT NULL
+        """,
+        materialize=True,
+        static=True,
+    )
+    young = Statement(
+        "onboarding_young_cutoffs",
+        f"""
+        SELECT DISTINCT account_id, created_day, snap_day AS cutoff_day
         FROM snap
+        WHERE created_day IS NULL OR snap_day < created_day + {n}
         """,
         materialize=True,
     )
+    views = [mature, young]
+    joins = {
+        "onboarding_users": (
+            "oa",
+            "oa.account_id = s.account_id"
+            f" AND oa.cutoff_day = LEAST(s.created_day + {n}, s.snap_day)",
+        ),
+        "onboarding_usage": (
+            "ou",
+            "ou.account_id = s.account_id AND ou.cutoff_day = oa.cutoff_day",
+        ),
+    }
+    if "trainings" in tables:
+        joins["onboarding_training"] = (
+            "ot",
+            "ot.account_id = s.account_id AND ot.cutoff_day = oa.cutoff_day",
+        )
+    for name, (alias, join_on) in joins.items():
+        aggregate = _AGGREGATES[name]
+        views += [
+            Statement(
+                f"{name}_mature",
+                aggregate(settings, "onboarding_mature_cutoffs"),
+                materialize=True,
+                static=True,
+            ),
+            Statement(f"{name}_young", aggregate(settings, "onboarding_young_cutoffs")),
+            Statement(
+                name,
+                f"SELECT * FROM {name}_mature UNION ALL SELECT * FROM {name}_young",
+                alias=alias,
+                join_on=join_on,
+            ),
+        ]
+    return views
+
+
+def _users(settings: FeatureSettings, cutoffs: str) -> str:
+    """Users activated by each checkpoint (first active day before it and before the cutoff)."""
     activation = ", ".join(
         f"COUNT(DISTINCT CASE WHEN f.first_day < LEAST(o.created_day + {d}, o.cutoff_day)"
         f" THEN f.user_id END) AS activated_{d}d"
         for d in settings.activation_days
     )
-    users = Statement(
-        "onboarding_users",
-        f"""
+    return f"""
         SELECT o.account_id, o.cutoff_day, {activation}
-        FROM onboarding_cutoffs AS o
+        FROM {cutoffs} AS o
         LEFT JOIN (
             SELECT account_id, user_id, MIN(day) AS first_day
             FROM user_day WHERE user_id IS NOT NULL
             GROUP BY account_id, user_id
         ) AS f ON f.account_id = o.account_id AND f.first_day < o.cutoff_day
         GROUP BY o.account_id, o.cutoff_day
-        """,
-        alias="oa",
-        join_on="oa.account_id = s.account_id"
-        f" AND oa.cutoff_day = LEAST(s.created_day + {n}, s.snap_day)",
-    )
-    usage = Statement(
-        "onboarding_usage",
         """
+
+
+def _usage(settings: FeatureSettings, cutoffs: str) -> str:
+    """The first day of use and the modules used before each cutoff."""
+    return f"""
         SELECT o.account_id, o.cutoff_day,
                MIN(u.day) AS first_value_day,
                BIT_COUNT(BIT_OR(u.modules)) AS onboarding_modules
-        FROM onboarding_cutoffs AS o
+        FROM {cutoffs} AS o
         LEFT JOIN user_day AS u
           ON u.account_id = o.account_id AND u.day < o.cutoff_day
         GROUP BY o.account_id, o.cutoff_day
-        """,
-        alias="ou",
-        join_on="ou.account_id = s.account_id AND ou.cutoff_day = oa.cutoff_day",
-    )
-    views = [cutoffs, users, usage]
-    if "trainings" in tables:
-        views.append(_trainings())
-    return views
+        """
 
 
-def _trainings() -> Statement:
-    return Statement(
-        "onboarding_training",
-        f"""
+def _trainings(settings: FeatureSettings, cutoffs: str) -> str:
+    """Trainings completed before each cutoff."""
+    return f"""
         SELECT o.account_id, o.cutoff_day, COUNT(t.user_id) AS onboarding_trainings
-        FROM onboarding_cutoffs AS o
+        FROM {cutoffs} AS o
         LEFT JOIN trainings AS t
           ON t.account_id = o.account_id AND t.completed_at IS NOT NULL
          AND {day_of_timestamp("t.completed_at")} < o.cutoff_day
         GROUP BY o.account_id, o.cutoff_day
-        """,
-        alias="ot",
-        join_on="ot.account_id = s.account_id AND ot.cutoff_day = oa.cutoff_day",
-    )
+        """
+
+
+_AGGREGATES = {
+    "onboarding_users": _users,
+    "onboarding_usage": _usage,
+    "onboarding_training": _trainings,
+}
 
 
 def _fixed(settings: DeclarationSettings) -> list[Feature]:
