@@ -43,7 +43,17 @@ def _views(settings: FeatureSettings, tables: frozenset[str]) -> list[Statement]
         """,
         materialize=True,
     )
-    views = [mature, young]
+    first_day = Statement(
+        "user_first_day",
+        """
+        SELECT account_id, user_id, MIN(day) AS first_day
+        FROM user_day WHERE user_id IS NOT NULL
+        GROUP BY account_id, user_id
+        """,
+        materialize=True,
+        static=True,
+    )
+    views = [mature, young, first_day]
     joins = {
         "onboarding_users": (
             "oa",
@@ -90,11 +100,8 @@ def _users(settings: FeatureSettings, cutoffs: str) -> str:
     return f"""
         SELECT o.account_id, o.cutoff_day, {activation}
         FROM {cutoffs} AS o
-        LEFT JOIN (
-            SELECT account_id, user_id, MIN(day) AS first_day
-            FROM user_day WHERE user_id IS NOT NULL
-            GROUP BY account_id, user_id
-        ) AS f ON f.account_id = o.account_id AND f.first_day < o.cutoff_day
+        LEFT JOIN user_first_day AS f
+          ON f.account_id = o.account_id AND f.first_day < o.cutoff_day
         GROUP BY o.account_id, o.cutoff_day
         """
 
