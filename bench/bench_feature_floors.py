@@ -20,11 +20,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
 
+from bench.measure import load_average
 from features.sql import day_of_timestamp
 
 QUERIES = (
@@ -41,13 +41,6 @@ QUERIES = (
         "SUM(count)",
     ),
 )
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def measure(interim: Path, repeat: int) -> list[tuple[str, float, float, int]]:
@@ -88,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         con.close()
     print(f"{events:,} usage events in {args.interim}; DuckDB {duckdb.__version__} defaults")
-    before = _load_average()
+    before = load_average()
     results = measure(args.interim, args.repeat)
     base = results[0][1]
     print(f"{'query':52s} {'best s':>8s} {'median s':>9s} {'x scan':>7s} {'rows':>12s}")
     for label, best, median, rows in results:
         print(f"{label:52s} {best:8.2f} {median:9.2f} {best / base:6.1f}x {rows:12,d}")
-    print(f"load average before / after: {before} / {_load_average()} (shared machine)")
+    print(f"load average before / after: {before} / {load_average()} (shared machine)")
     return 0
 
 

@@ -63,23 +63,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
-import os
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from bench.measure import (
+    current_rss_mib,
+    dir_size_mib,
+    in_fresh_process,
+    load_average,
+    peak_rss_mib,
+)
 from features.definitions import FeatureSettings, Statement, feature_statements
 from features.registry import available, build_registry
 from pipeline.core.config import Config, SimulateSection, load_config
@@ -111,96 +112,6 @@ DEFAULT_RSS_CAP_GIB = 8.0
 
 
 # --- measurement helpers ---------------------------------------------------------------------
-
-
-def _proc_status_mib(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _peak_rss_mib() -> float:
-    """Peak RSS of this process's address space, in MiB.
-
-    VmHWM (Linux) is reset by exec, so a spawned child reports only its own peak; ru_maxrss can
-    carry the parent's RSS at fork time over an exec, so it is only the fallback.
-    """
-    peak = _proc_status_mib("VmHWM")
-    if peak is None:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return peak
-
-
-def _current_rss_mib() -> float:
-    current = _proc_status_mib("VmRSS")
-    return float("nan") if current is None else current
-
-
-RSS_MARKER = "rss_cap_exceeded"  # written by a child's watchdog before it exits
-
-
-def _watch_rss(cap_mib: float) -> None:
-    """Exit this process (a measured child) once its RSS passes ``cap_mib``, leaving the RSS
-    it reached in ``RSS_MARKER`` in the working directory for the parent to report."""
-    while True:
-        rss = _current_rss_mib()
-        if rss > cap_mib:
-            Path(RSS_MARKER).write_text(f"{rss:.0f}")
-            os._exit(3)
-        time.sleep(0.1)
-
-
-def _start_child(workdir: str, rss_cap_mib: float | None) -> None:
-    os.chdir(workdir)
-    if rss_cap_mib:
-        threading.Thread(target=_watch_rss, args=(rss_cap_mib,), daemon=True).start()
-
-
-def _in_fresh_process(workdir: Path, rss_cap_mib: float | None, func, *args):
-    """Run ``func(*args)`` in a newly spawned interpreter (nothing inherited) and return its
-    result; None when the child died (e.g. killed by the kernel's OOM killer).
-
-    The child runs in ``workdir``: DuckDB spills to ``.tmp`` relative to the working directory,
-    and the spill files belong with the benchmark's data, not in the repository. A child whose
-    RSS passes ``rss_cap_mib`` is stopped (the machine is shared): the result then says
-    ``aborted``, with the wall time until then and the RSS it had reached.
-    """
-    marker = workdir / RSS_MARKER
-    marker.unlink(missing_ok=True)
-    context = multiprocessing.get_context("spawn")
-    start = time.perf_counter()
-    with ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=context,
-        initializer=_start_child,
-        initargs=(str(workdir), rss_cap_mib),
-    ) as pool:
-        try:
-            return pool.submit(func, *args).result()
-        except BrokenProcessPool:
-            if not marker.is_file():
-                return None
-            return {
-                "wall_s": time.perf_counter() - start,
-                "peak_rss_mib": float(marker.read_text()),
-                "rows": 0,
-                "aborted": True,
-            }
-
-
-def _dir_size_mib(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def _connect(threads: int | None, memory_limit: str | None):
@@ -308,7 +219,7 @@ def _prepare(
 def _result(start: float, rss_before: float, rows: int, **extra) -> dict:
     return {
         "wall_s": time.perf_counter() - start,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "rss_before_mib": rss_before,
         "rows": rows,
         **extra,
@@ -317,7 +228,7 @@ def _result(start: float, rss_before: float, rows: int, **extra) -> dict:
 
 def _measure_scan(interim: Path, threads: int | None, memory_limit: str | None) -> dict:
     """The floor: read the events once, grouped by account (every row is touched)."""
-    rss_before = _current_rss_mib()
+    rss_before = current_rss_mib()
     start = time.perf_counter()
     con = _connect(threads, memory_limit)
     try:
@@ -377,7 +288,7 @@ def _measure_reference(
 ) -> dict:
     """The hand-written reference: events pre-aggregated to account and day (modules as one
     bit each), then 7 usage features per account and snapshot, all snapshots in one query."""
-    rss_before = _current_rss_mib()
+    rss_before = current_rss_mib()
     start = time.perf_counter()
     con = _connect(threads, memory_limit)
     try:
@@ -404,7 +315,7 @@ def _measure_usage_family(
 ) -> dict:
     """The usage family's statements, run on DuckDBEngine in the loop build_features runs
     (registered interim tables, snapshot batches), without its final tidying of dtypes."""
-    rss_before = _current_rss_mib()
+    rss_before = current_rss_mib()
     start = time.perf_counter()
     engine = DuckDBEngine(threads=threads, memory_limit=memory_limit)
     try:
@@ -435,7 +346,7 @@ def _measure_full_set(
     batch_size: int,
 ) -> dict:
     """build_features on DuckDB, exactly as the features stage runs it (minus the write)."""
-    rss_before = _current_rss_mib()
+    rss_before = current_rss_mib()
     start = time.perf_counter()
     engine = DuckDBEngine(threads=threads, memory_limit=memory_limit)
     try:
@@ -501,7 +412,7 @@ def _profile_statements(
         engine.close()
     return {
         "wall_s": time.perf_counter() - start,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "statements": engine.timings,
     }
 
@@ -556,7 +467,7 @@ def _measure_size(interim: Path, config: Config, monthly: list[date], opts: Opti
         "weekly": (_measure_full_set, interim, tables, weekly, settings, *project),
     }
     print(
-        f"measuring: {events:,} events ({_dir_size_mib(interim_path(interim, 'usage_events')):,.0f}"
+        f"measuring: {events:,} events ({dir_size_mib(interim_path(interim, 'usage_events')):,.0f}"
         f" MiB interim parquet), {len(monthly)} monthly snapshots {monthly[0]}..{monthly[-1]} "
         f"and {len(weekly)} weekly, batches of {opts.batch_size}, DuckDB "
         f"threads={opts.threads or 'default'} memory_limit={opts.memory_limit or 'default'}",
@@ -567,7 +478,8 @@ def _measure_size(interim: Path, config: Config, monthly: list[date], opts: Opti
         for _ in range(opts.repeat):
             for step in STEPS:
                 func, *args = calls[step]
-                result = _in_fresh_process(workdir, opts.rss_cap_mib, func, *args)
+                cap = opts.rss_cap_mib
+                result = in_fresh_process(func, *args, workdir=workdir, rss_cap_mib=cap)
                 if result is None:
                     raise SystemExit(f"{LABELS[step]}: the child process died (out of memory?)")
                 runs[step].append(result)
@@ -584,15 +496,15 @@ def _measure_size(interim: Path, config: Config, monthly: list[date], opts: Opti
         profile = None
         if opts.profile:
             profile = {
-                cadence: _in_fresh_process(
-                    workdir,
-                    opts.rss_cap_mib,
+                cadence: in_fresh_process(
                     _profile_statements,
                     interim,
                     tables,
                     dates,
                     settings,
                     *project,
+                    workdir=workdir,
+                    rss_cap_mib=opts.rss_cap_mib,
                 )
                 for cadence, dates in (("monthly", monthly), ("weekly", weekly))
             }
@@ -600,7 +512,7 @@ def _measure_size(interim: Path, config: Config, monthly: list[date], opts: Opti
         shutil.rmtree(workdir, ignore_errors=True)
     return {
         "events": events,
-        "interim_mib": _dir_size_mib(interim_path(interim, "usage_events")),
+        "interim_mib": dir_size_mib(interim_path(interim, "usage_events")),
         "monthly": monthly,
         "weekly": weekly,
         "usage_features": len(usage_names),
@@ -892,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
     temporary = args.data is None
     root = (args.data or Path(tempfile.mkdtemp(prefix="bench_features_"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    load_start = _load_average()
+    load_start = load_average()
     figures = []
     try:
         for size in args.sizes:
@@ -908,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     if len(figures) > 1:
         _print_overview(figures)
-    print(f"\nload average before / after: {load_start} / {_load_average()} (2 cores, shared)")
+    print(f"\nload average before / after: {load_start} / {load_average()} (2 cores, shared)")
     if figures:
         print(
             "Note: wall times are from a shared machine and are noisy; compare ratios, and rerun "

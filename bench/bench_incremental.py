@@ -33,13 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.bench_features import (
-    _current_rss_mib,
-    _in_fresh_process,
-    _load_average,
-    _measure_scan,
-    _result,
-)
+from bench.bench_features import _measure_scan, _result
+from bench.measure import current_rss_mib, in_fresh_process, load_average
 from pipeline.core.config import load_config
 from pipeline.core.layout import VALIDATION_REPORT
 from pipeline.data.contract import interim_path
@@ -79,7 +74,7 @@ def _last_week(interim: Path, out: Path, cut) -> Path:
 
 def _features(interim: Path, tables, dates, settings, state: Path | None, out: Path | None):
     """build_features as `churn score` runs it; the table is written to `out` for comparison."""
-    rss_before = _current_rss_mib()
+    rss_before = current_rss_mib()
     start = time.perf_counter()
     engine = DuckDBEngine()
     try:
@@ -112,9 +107,7 @@ def _measure(size_dir: Path, config) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     seeded = work / "seeded_state"
-    seed = _in_fresh_process(
-        work,
-        None,
+    seed = in_fresh_process(
         _features,
         last,
         tables,
@@ -122,16 +115,17 @@ def _measure(size_dir: Path, config) -> dict:
         last_settings,
         seeded,
         None,
+        workdir=work,
     )
     print(f"  setup: last week with a saved grain {seed['wall_s']:.1f} s", flush=True)
-    steps = {"scan": _in_fresh_process(work, None, _measure_scan, interim, None, None)}
-    steps["full"] = _in_fresh_process(
-        work, None, _features, interim, tables, dates, settings, None, work / "full.parquet"
+    steps = {"scan": in_fresh_process(_measure_scan, interim, None, None, workdir=work)}
+    steps["full"] = in_fresh_process(
+        _features, interim, tables, dates, settings, None, work / "full.parquet", workdir=work
     )
     state = work / "state"
     shutil.copytree(seeded, state)
-    steps["incremental"] = _in_fresh_process(
-        work, None, _features, interim, tables, dates, settings, state, work / "incr.parquet"
+    steps["incremental"] = in_fresh_process(
+        _features, interim, tables, dates, settings, state, work / "incr.parquet", workdir=work
     )
     full = pd.read_parquet(work / "full.parquet")
     incremental = pd.read_parquet(work / "incr.parquet")
@@ -151,7 +145,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="2000000", help="comma-separated sizes in DIR")
     args = parser.parse_args()
     config = load_config(ROOT / "params.yaml")
-    print(f"load average before: {_load_average()} (2 cores, shared)")
+    print(f"load average before: {load_average()} (2 cores, shared)")
     for size in args.sizes.split(","):
         size_dir = args.data / size.strip()
         print(f"\n=== size {int(size):,} ({size_dir}) ===", flush=True)
@@ -177,7 +171,7 @@ def main() -> None:
             f"saved grain reused: {s['incremental']['parts'] == 2}; "
             f"feature tables identical: {m['identical']}"
         )
-    print(f"\nload average after: {_load_average()}")
+    print(f"\nload average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -33,51 +33,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
-import resource
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
+
+from bench.measure import in_fresh_process, load_average, peak_rss_mib
 
 AS_OF = "2025-01-01"
 N_ACCOUNTS = 20_000
 USERS_PER_ACCOUNT = 10
 # Every so many rows one is bad in a given way (about 0.1% of rows in all).
 _BAD_EVERY = {"negative_count": 4_001, "unknown_account": 5_003, "after_as_of": 7_001}
-
-
-def _peak_rss_mib() -> float:
-    """Peak RSS of this process (VmHWM, reset by exec, so a spawned child reports its own)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _in_fresh_process(func, *args):
-    """``func(*args)`` in a newly spawned interpreter; None when the child died (OOM)."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        try:
-            return pool.submit(func, *args).result()
-        except BrokenProcessPool:
-            return None
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # --- the input ---------------------------------------------------------------------------------
@@ -156,7 +125,7 @@ def _measure_copy(source: Path, out: Path) -> dict[str, float]:
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
     con.close()
-    return {"wall_s": wall, "cpu_s": cpu, "rows": rows, "rss_mib": _peak_rss_mib()}
+    return {"wall_s": wall, "cpu_s": cpu, "rows": rows, "rss_mib": peak_rss_mib()}
 
 
 def _measure_ingest(raw: Path, out: Path, validation: str, batch_rows: int) -> dict[str, float]:
@@ -195,7 +164,7 @@ def _measure_ingest(raw: Path, out: Path, validation: str, batch_rows: int) -> d
         "accepted": events["rows_accepted"],
         "quarantined": events["rows_quarantined"],
         "reasons": events["quarantined_by_reason"],
-        "rss_mib": _peak_rss_mib(),
+        "rss_mib": peak_rss_mib(),
     }
 
 
@@ -232,20 +201,20 @@ def main() -> None:
             print(f"setup: generated {args.events:,} events in {time.perf_counter() - start:.1f} s")
         size = (raw / "usage_events.parquet").stat().st_size / 2**20
         print(f"input: {raw / 'usage_events.parquet'} ({size:,.0f} MiB, zstd)")
-        print(f"load average before: {_load_average()}")
+        print(f"load average before: {load_average()}")
         results = {}
         copy_out = root / "copy.parquet"
-        results["duckdb copy"] = _in_fresh_process(
+        results["duckdb copy"] = in_fresh_process(
             _measure_copy, raw / "usage_events.parquet", copy_out
         )
         copy_out.unlink(missing_ok=True)
         runs = ["arrow", "pandas"] if args.with_pandas else ["arrow"]
         for validation in runs:
             out = root / f"interim_{validation}"
-            results[f"ingest ({validation})"] = _in_fresh_process(
+            results[f"ingest ({validation})"] = in_fresh_process(
                 _measure_ingest, raw, out, validation, args.batch_rows
             )
-        print(f"load average after:  {_load_average()}")
+        print(f"load average after:  {load_average()}")
         floor = results["duckdb copy"]
         print(
             f"\n{'step':<18} {'wall s':>8} {'cpu s':>7} {'rows/s':>12} {'peak RSS MiB':>13} "
