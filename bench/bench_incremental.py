@@ -28,6 +28,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,7 +39,12 @@ from bench.measure import current_rss_mib, in_fresh_process, load_average
 from pipeline.core.config import load_config
 from pipeline.core.layout import VALIDATION_REPORT
 from pipeline.data.contract import interim_path
-from pipeline.feature_engine.build import build_features, feature_settings, present_tables
+from pipeline.feature_engine.build import (
+    build_features,
+    day_number,
+    feature_settings,
+    present_tables,
+)
 from pipeline.feature_engine.engines import DuckDBEngine
 from pipeline.feature_engine.state import part_paths
 from pipeline.stages.score import weeks_to_score
@@ -100,9 +106,8 @@ def _measure(size_dir: Path, config) -> dict:
     start = time.perf_counter()
     last = _last_week(interim, size_dir / "last_week", last_as_of)
     print(f"  setup: last week's export ready in {time.perf_counter() - start:.0f} s", flush=True)
-    last_settings = feature_settings(config.with_as_of(last_as_of), interim_dir=last)
-    # the model's vocabulary is fixed from week to week; here both weeks use this week's
-    last_settings = type(settings)(**{**settings.__dict__, "as_of_day": last_settings.as_of_day})
+    # the model's vocabulary is fixed from week to week: last week runs with this week's
+    last_settings = replace(settings, as_of_day=day_number(last_as_of))
     work = size_dir / "incremental_workdir"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()

@@ -25,7 +25,7 @@ from pipeline.core.errors import FeatureError
 from pipeline.core.labels import ID_COLUMNS, LABEL
 from pipeline.core.layout import VALIDATION_REPORT
 from pipeline.data.contract import TABLE_ORDER, TABLES, interim_path
-from pipeline.feature_engine.engines import Engine, open_engine
+from pipeline.feature_engine.engines import STATE_NEEDS_DUCKDB, Engine, open_engine
 from pipeline.feature_engine.state import (
     MODULE_BITS,
     PARTS,
@@ -162,10 +162,7 @@ def build_features(
 def _plan_grain(engine: Engine, state_dir: Path, settings: FeatureSettings) -> GrainPlan:
     """Decide whether the saved usage grain is reused; register it with the engine if so."""
     if engine.name != "duckdb":
-        raise FeatureError(
-            "the saved usage grain (--feature-state) is built on DuckDB only; "
-            "set features.engine: duckdb for the weekly job"
-        )
+        raise FeatureError(STATE_NEEDS_DUCKDB)
     key = grain_key(settings, engine.name, engine.version)
     fingerprints = engine.query(fingerprint_sql())
     plan = plan_grain(state_dir, key, fingerprints, as_of_day=settings.as_of_day)

@@ -214,6 +214,13 @@ SPARK_MISSING = (
 )
 
 
+# The saved usage grain's fingerprints use DuckDB's row hash, so it is kept on DuckDB only.
+STATE_NEEDS_DUCKDB = (
+    "the saved usage grain (--feature-state) is built on DuckDB only; "
+    "set features.engine: duckdb for the weekly job"
+)
+
+
 class SparkEngine:
     """Apache Spark (local mode by default; any master URL for a cluster)."""
 
@@ -280,10 +287,7 @@ class SparkEngine:
         return str(self._spark.version)
 
     def write_parquet(self, sql: str, path: Path) -> None:
-        raise EngineError(
-            "the saved usage grain (--feature-state) is built on DuckDB only; "
-            "set features.engine: duckdb for the weekly job"
-        )
+        raise EngineError(STATE_NEEDS_DUCKDB)
 
     def close(self) -> None:
         for df in self._cached:
